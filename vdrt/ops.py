@@ -1,0 +1,196 @@
+"""The swappable ops every model routes through, and the registry that picks an implementation.
+
+Each op has a pure-torch implementation named "torch" that is always available. Kernels
+register faster implementations with `register(op, name, fn, supports=...)`; `supports`
+looks at the arguments (device, dtype, shape) and says whether the kernel can take them.
+The choice per op is "auto" (the first registered implementation, newest first, whose
+`supports` accepts the call, else "torch") or a forced name, set with `set_choice` or the
+`use(...)` context manager, and from the CLI (`--attention sdpa|vdrt|vdrt-int8`).
+
+Layouts (one alphabet): B batch, L tokens, S spatial positions, F frames, H heads, D head dim, C channels.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from vdrt.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+OPS = ("attention", "temporal_attention", "linear", "layer_norm", "rms_norm", "adaln_modulate")
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    fn: Callable
+    supports: Callable[..., bool] | None = None
+
+
+_IMPLS: dict[str, list[Impl]] = {op: [] for op in OPS}
+_CHOICE: dict[str, str] = {op: "auto" for op in OPS}
+_WARNED: set[tuple[str, str]] = set()
+
+
+def register(op: str, name: str, fn: Callable, supports: Callable[..., bool] | None = None) -> None:
+    """Add (or replace) implementation `name` of `op`; later registrations are tried first."""
+    _check_op(op)
+    _IMPLS[op] = [Impl(name, fn, supports)] + [i for i in _IMPLS[op] if i.name != name]
+
+
+def available(op: str) -> list[str]:
+    """Names that can be chosen for `op` ("auto" and "torch" always are)."""
+    _check_op(op)
+    return ["auto", "torch"] + [i.name for i in _IMPLS[op] if i.name != "torch"]
+
+
+def set_choice(op: str, name: str) -> None:
+    """Force `op` to implementation `name` ("auto" restores automatic choice)."""
+    _check_op(op)
+    _ensure_kernels_loaded()
+    if name not in available(op):
+        raise ConfigError(f"unknown implementation {name!r} for op {op!r}; choose one of {available(op)}")
+    _CHOICE[op] = name
+
+
+def get_choice(op: str) -> str:
+    _check_op(op)
+    return _CHOICE[op]
+
+
+@contextlib.contextmanager
+def use(**choices: str) -> Iterator[None]:
+    """Temporarily force implementations, e.g. `with vdrt.ops.use(attention="torch"):`."""
+    old = dict(_CHOICE)
+    try:
+        for op, name in choices.items():
+            set_choice(op, name)
+        yield
+    finally:
+        _CHOICE.update(old)
+
+
+def _check_op(op: str) -> None:
+    if op not in _IMPLS:
+        raise ConfigError(f"unknown op {op!r}; ops are {list(OPS)}")
+
+
+_KERNELS_LOADED = False
+
+
+def _ensure_kernels_loaded() -> None:
+    """Import vdrt.kernels once so its implementations register themselves (optional)."""
+    global _KERNELS_LOADED
+    if _KERNELS_LOADED:
+        return
+    _KERNELS_LOADED = True
+    try:
+        import vdrt.kernels  # noqa: F401  (registers kernels where their toolchain exists)
+    except ImportError as e:
+        log.debug("vdrt.kernels not loaded: %s", e)
+
+
+def _dispatch(op: str, torch_fn: Callable, *args, **kwargs):
+    _ensure_kernels_loaded()
+    choice = _CHOICE[op]
+    if choice == "torch":
+        return torch_fn(*args, **kwargs)
+    if choice != "auto":
+        impl = next(i for i in _IMPLS[op] if i.name == choice)
+        if impl.supports is None or impl.supports(*args, **kwargs):
+            return impl.fn(*args, **kwargs)
+        _warn_fallback(op, choice)
+        return torch_fn(*args, **kwargs)
+    for impl in _IMPLS[op]:
+        if impl.supports is None or impl.supports(*args, **kwargs):
+            return impl.fn(*args, **kwargs)
+    return torch_fn(*args, **kwargs)
+
+
+def _warn_fallback(op: str, name: str) -> None:
+    if (op, name) not in _WARNED:
+        _WARNED.add((op, name))
+        log.warning("%s: implementation %r cannot take these inputs; using the torch fallback", op, name)
+
+
+# ---------------------------------------------------------------- torch references
+
+
+def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(B, Lq, H, D), (B, Lk, H, D) x2 -> (B, Lq, H, D); softmax(q k^T / sqrt(D)) v."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)
+
+
+def temporal_attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(B, F, S, H, D) x3 -> (B, F, S, H, D); attention over F for every (B, S, H)."""
+    b, f, s, h, d = q.shape
+
+    def seqs(x):  # (B, F, S, H, D) -> (B*S, H, F, D)
+        return x.permute(0, 2, 3, 1, 4).reshape(b * s, h, f, d)
+
+    out = F.scaled_dot_product_attention(seqs(q), seqs(k), seqs(v))
+    return out.reshape(b, s, h, f, d).permute(0, 3, 1, 2, 4)
+
+
+def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return F.linear(x, weight, bias)
+
+
+def layer_norm_torch(x, weight=None, bias=None, eps: float = 1e-6):
+    """LayerNorm over the last dim, computed in fp32 and cast back (as Wan's FP32LayerNorm)."""
+    w = weight.float() if weight is not None else None
+    b = bias.float() if bias is not None else None
+    return F.layer_norm(x.float(), (x.shape[-1],), w, b, eps).to(x.dtype)
+
+
+def rms_norm_torch(x, weight=None, eps: float = 1e-6):
+    """RMSNorm over the last dim with fp32 statistics, as diffusers' RMSNorm."""
+    var = x.float().pow(2).mean(-1, keepdim=True)
+    y = x.float() * torch.rsqrt(var + eps)
+    if weight is not None:
+        y = y.to(weight.dtype) * weight
+    return y.to(x.dtype)
+
+
+def adaln_modulate_torch(x, shift, scale, eps: float = 1e-6, weight=None, bias=None):
+    """LayerNorm(x) * (1 + scale) + shift, in fp32, cast back: (B, L, C), (B, L|1, C) x2 -> (B, L, C)."""
+    w = weight.float() if weight is not None else None
+    b = bias.float() if bias is not None else None
+    y = F.layer_norm(x.float(), (x.shape[-1],), w, b, eps)
+    return (y * (1 + scale.float()) + shift.float()).to(x.dtype)
+
+
+# ---------------------------------------------------------------- the ops models call
+
+
+def attention(q, k, v):
+    """(B, Lq, H, D), (B, Lk, H, D), (B, Lk, H, D) -> (B, Lq, H, D)."""
+    return _dispatch("attention", attention_torch, q, k, v)
+
+
+def temporal_attention(q, k, v):
+    """(B, F, S, H, D) x3 -> (B, F, S, H, D); attention over frames per spatial position."""
+    return _dispatch("temporal_attention", temporal_attention_torch, q, k, v)
+
+
+def linear(x, weight, bias=None):
+    return _dispatch("linear", linear_torch, x, weight, bias)
+
+
+def layer_norm(x, weight=None, bias=None, eps: float = 1e-6):
+    return _dispatch("layer_norm", layer_norm_torch, x, weight, bias, eps)
+
+
+def rms_norm(x, weight=None, eps: float = 1e-6):
+    return _dispatch("rms_norm", rms_norm_torch, x, weight, eps)
+
+
+def adaln_modulate(x, shift, scale, eps: float = 1e-6, weight=None, bias=None):
+    return _dispatch("adaln_modulate", adaln_modulate_torch, x, shift, scale, eps, weight, bias)
