@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -53,7 +54,7 @@ def available(op: str) -> list[str]:
 def set_choice(op: str, name: str) -> None:
     """Force `op` to implementation `name` ("auto" restores automatic choice)."""
     _check_op(op)
-    _ensure_kernels_loaded()
+    _ensure_kernels_loaded(force=True)
     if name not in available(op):
         raise ConfigError(f"unknown implementation {name!r} for op {op!r}; choose one of {available(op)}")
     _CHOICE[op] = name
@@ -84,10 +85,16 @@ def _check_op(op: str) -> None:
 _KERNELS_LOADED = False
 
 
-def _ensure_kernels_loaded() -> None:
-    """Import vdrt.kernels once so its implementations register themselves (optional)."""
+def _ensure_kernels_loaded(force: bool = False) -> None:
+    """Import vdrt.kernels once so its implementations register themselves (optional).
+
+    Without a GPU (and without TRITON_INTERPRET) the automatic path skips the import, so
+    CPU-only runs do not pay for importing triton; forcing a choice always loads them.
+    """
     global _KERNELS_LOADED
     if _KERNELS_LOADED:
+        return
+    if not force and not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
         return
     _KERNELS_LOADED = True
     try:
