@@ -1,0 +1,33 @@
+"""Engines: one protocol, several backends (torch, aoti, onnxrt, tensorrt).
+
+`load_engine(dir)` validates an engine directory's manifest and returns an engine with the
+denoiser's call signature.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vdrt.errors import EngineError
+
+
+def load_engine(path, device=None):
+    """Load the engine directory `path` (see docs/engine-format.md)."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise EngineError(f"{path} is not an engine directory (no manifest.json); build one with `vdrt build`")
+    try:
+        from vdrt.engines import loading
+    except ImportError as e:
+        raise EngineError("engine loading is not built yet in this version of vdrt (see issue 'Compiled engines')") from e
+    return loading.load(path, device=device)
+
+
+def inspect_engine(path) -> dict:
+    """The manifest of engine directory `path`, as a dict (no artifact is deserialized)."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise EngineError(f"{path}/manifest.json is unreadable ({e}); rebuild the engine") from e

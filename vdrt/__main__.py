@@ -1,0 +1,5 @@
+import sys
+
+from vdrt.cli import main
+
+sys.exit(main())

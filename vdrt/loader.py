@@ -1,0 +1,121 @@
+"""`load_denoiser`: a preset, a vdrt checkpoint directory, or a diffusers-format directory -> nn.Module.
+
+Sources, tried in this order:
+- a directory with `manifest.json`: an engine; refused here (use `vdrt.load_engine`);
+- a diffusers pipeline root (`model_index.json`): its `transformer/` subfolder;
+- a directory with `config.json`: diffusers (`_class_name`) or vdrt native (`family`), weights
+  from `*.safetensors` (sharded with `*.safetensors.index.json` too);
+- an embedded model shipped inside the package (see `vdrt.embedded`);
+- a preset name: random weights, said in a log line.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from vdrt import models
+from vdrt.checkpoint import check_state_dict, read_state_dict
+from vdrt.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+# diffusers class name -> module with config_from_diffusers / state_dict_from_diffusers
+DIFFUSERS_CONVERTERS = {
+    "WanTransformer3DModel": "vdrt.models.wan_convert",
+    "LatteTransformer3DModel": "vdrt.models.latte_convert",
+}
+
+
+def load_denoiser(source, dtype: torch.dtype = torch.float32, device="cpu", trust_pickle: bool = False):
+    """Load a denoiser module in eval mode on `device` with `dtype`."""
+    model = _load(source, trust_pickle)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def _load(source, trust_pickle: bool):
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        return load_directory(path, trust_pickle)
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; pass the checkpoint directory holding config.json and the weights")
+    from vdrt import embedded
+
+    if str(source) in embedded.names():
+        return embedded.load(str(source))
+    if "/" in str(source) or str(source).startswith("."):
+        raise CheckpointError(f"{source}: no such directory")
+    return from_preset(str(source))
+
+
+def from_preset(name: str):
+    config = models.config_from_name(name)
+    log.info("model %s: preset with RANDOM weights (no checkpoint given)", name)
+    torch.manual_seed(0)
+    return models.build_model(config)
+
+
+def load_directory(path: Path, trust_pickle: bool = False):
+    if (path / "manifest.json").is_file():
+        raise ConfigError(f"{path} is an engine directory; load it with vdrt.load_engine() or `vdrt run`")
+    if (path / "model_index.json").is_file():
+        if not (path / "transformer").is_dir():
+            raise CheckpointError(f"{path} is a diffusers pipeline without a transformer/ folder; vdrt loads DiT denoisers")
+        path = path / "transformer"
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint directory: it has no config.json (and no model_index.json)")
+    cfg = read_json(config_file)
+    if "_class_name" in cfg:
+        return _load_diffusers(path, cfg, trust_pickle)
+    if "family" in cfg:
+        return _load_native(path, cfg, trust_pickle)
+    raise CheckpointError(f"{config_file} names neither a diffusers class (_class_name) nor a vdrt family (family)")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read JSON ({e})") from e
+
+
+def _load_diffusers(path: Path, cfg: dict, trust_pickle: bool):
+    cls = cfg["_class_name"]
+    if cls not in DIFFUSERS_CONVERTERS:
+        raise CheckpointError(f"{path}: diffusers class {cls!r} is not supported; supported: {sorted(DIFFUSERS_CONVERTERS)}")
+    conv = importlib.import_module(DIFFUSERS_CONVERTERS[cls])
+    config = conv.config_from_diffusers(cfg)
+    state = conv.state_dict_from_diffusers(read_state_dict(path, trust_pickle))
+    return _build_with(config, state, str(path))
+
+
+def _load_native(path: Path, cfg: dict, trust_pickle: bool):
+    config = models.config_from_dict(cfg)
+    return _build_with(config, read_state_dict(path, trust_pickle), str(path))
+
+
+def _build_with(config, state: dict, source: str):
+    with torch.device("meta"):
+        model = models.build_model(config)
+    check_state_dict(model, state, source)
+    model = models.build_model(config)  # real buffers (rope tables etc.), then the weights
+    model.load_state_dict(state, strict=True)
+    log.info("loaded %s (%s, %.1fM params)", source, config.family, sum(p.numel() for p in model.parameters()) / 1e6)
+    return model
+
+
+def save_native(model, out: Path) -> None:
+    """Write a vdrt checkpoint directory (config.json + model.safetensors), atomically per file."""
+    from safetensors.torch import save_file
+
+    from vdrt.fsutil import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_path(out / "config.json") as tmp:
+        tmp.write_text(model.config.to_json())
