@@ -79,7 +79,7 @@ class Pipeline:
         gen = torch.Generator().manual_seed(seed)
         guide = Guidance(d.guidance, *guidance_range)
         kw = {"shift": d.shift} if d.sampler != "fewstep" else {"timesteps": d.sampler_timesteps or None}
-        sampler_obj = samplers.get(d.sampler, **{k: v for k, v in kw.items() if v is not None})
+        sampler_obj = samplers.get(d.sampler, generator=seed, **{k: v for k, v in kw.items() if v is not None})
         cond = conditioning.build(req, self.codec)
         context = self._context(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guide.scale != 1.0)
         extra = self._native_inputs(cond, shape, image_embeds)
