@@ -79,6 +79,10 @@ def _pipeline(opts):
     from vdrt.cli.runconfig import parse_dtype
 
     model = opts.get("model") or default_model()
+    if opts.get("command") == "run" and not (Path(model) / "manifest.json").is_file():
+        from vdrt.errors import EngineError
+
+        raise EngineError(f"{model} is not an engine directory (no manifest.json); build one with `vdrt build`")
     if model == "factorized-tiny" and not opts.get("model"):
         log.warning("no embedded trained model in this install: using factorized-tiny with RANDOM weights")
     if opts.get("attention"):
