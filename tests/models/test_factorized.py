@@ -101,6 +101,7 @@ def test_drop_sigma_keeps_the_noise_half():
     ("norm_type", "ada_norm_zero", "norm_type"),
     ("cross_attention_dim", 16, "cross_attention_dim"),
     ("use_rope", True, "use_rope"),
+    ("_class_name", "PixArtTransformer2DModel", "_class_name"),
 ])
 def test_unsupported_diffusers_config_is_named(field, value, match):
     with pytest.raises(ConfigError, match=match):

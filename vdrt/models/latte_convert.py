@@ -71,6 +71,8 @@ def config_from_diffusers(d: dict[str, Any], drop_sigma: bool = False, **overrid
 
 
 def _check_config_keys(d: dict[str, Any]) -> None:
+    if d.get("_class_name", DIFFUSERS_CLASS) != DIFFUSERS_CLASS:
+        raise ConfigError(f"config _class_name={d['_class_name']!r} is not a {DIFFUSERS_CLASS}")
     unknown = sorted(k for k in d if not k.startswith("_") and k not in _KNOWN_CONFIG)
     if unknown:
         raise ConfigError(f"diffusers Latte config has fields vdrt does not support: {unknown}")
