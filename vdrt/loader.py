@@ -88,9 +88,18 @@ def _load_diffusers(path: Path, cfg: dict, trust_pickle: bool):
     if cls not in DIFFUSERS_CONVERTERS:
         raise CheckpointError(f"{path}: diffusers class {cls!r} is not supported; supported: {sorted(DIFFUSERS_CONVERTERS)}")
     conv = importlib.import_module(DIFFUSERS_CONVERTERS[cls])
-    config = conv.config_from_diffusers(cfg)
-    state = conv.state_dict_from_diffusers(read_state_dict(path, trust_pickle))
+    kw = _learned_sigma(cls, cfg)
+    config = conv.config_from_diffusers(cfg, **kw)
+    state = conv.state_dict_from_diffusers(read_state_dict(path, trust_pickle), **kw)
     return _build_with(config, state, str(path))
+
+
+def _learned_sigma(cls: str, cfg: dict) -> dict:
+    """Latte-1 predicts noise and a learned variance (out = 2 * in); the sampler uses only the noise half."""
+    if cls == "LatteTransformer3DModel" and cfg.get("out_channels") == 2 * cfg.get("in_channels", 4):
+        log.info("dropping the learned-sigma half of the output projection (as diffusers' LattePipeline does)")
+        return {"drop_sigma": True}
+    return {}
 
 
 def _load_native(path: Path, cfg: dict, trust_pickle: bool):

@@ -146,3 +146,24 @@ def test_engine_dir_is_pointed_to_load_engine(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(ConfigError, match="load_engine"):
         vdrt.load_denoiser(tmp_path)
+
+
+def test_latte_learned_sigma_checkpoint_keeps_the_noise_half(tmp_path):
+    from diffusers import LatteTransformer3DModel
+
+    torch.manual_seed(0)
+    ref = LatteTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                  num_layers=1, sample_size=8, patch_size=2, cross_attention_dim=16, norm_type="ada_norm_single",
+                                  caption_channels=12, video_length=3, norm_elementwise_affine=False,
+                                  activation_fn="gelu-approximate").eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    ref.save_pretrained(tmp_path / "latte")
+    den = vdrt.load_denoiser(tmp_path / "latte")
+    assert den.config.out_channels == 4
+    x, t, c = torch.randn(1, 4, 3, 8, 8), torch.tensor([400.0]), torch.randn(1, 5, 12)
+    with torch.no_grad():
+        want = ref(x, timestep=t, encoder_hidden_states=c, return_dict=False)[0][:, :4]
+    err = ((den(x, t, c) - want).norm() / want.norm()).item()
+    assert err <= 1e-5, err
