@@ -24,11 +24,15 @@ def _register_all() -> None:
     for name in KERNEL_MODULES:
         try:
             mod = importlib.import_module(f"vdrt.kernels.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"vdrt.kernels.{name}":
-                raise
+        except Exception as e:  # e.g. a Triton too old for a kernel's features: fall back, say so once
+            log.warning("kernel module %s failed to import (%s: %s); its op keeps the torch fallback", name,
+                        type(e).__name__, e)
             continue
-        mod.register_ops()
+        try:
+            mod.register_ops()
+        except Exception as e:  # a kernel that cannot register must not take the runtime down
+            log.warning("kernel %s did not register (%s: %s); its op keeps the torch fallback", name,
+                        type(e).__name__, e)
 
 
 _register_all()
