@@ -1,0 +1,88 @@
+"""Shared helpers for kernel tests: float64 references, poisoned outputs, flash-attention's tolerance rule.
+
+Without a GPU the kernels run on Triton's CPU interpreter. TRITON_INTERPRET=1 must be set
+before the kernels are decorated, so this file sets it and imports vdrt.kernels at once, then
+restores the variable; the autouse fixture sets it again for kernel tests only, so tests
+elsewhere (models, runtime) keep the torch ops instead of the slow interpreter.
+
+Test modules import these helpers as `from tests.kernels.conftest import ...`; the repo root
+is put on sys.path here so that works under plain `pytest` too.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+HAS_CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+if not HAS_CUDA:
+    _old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import vdrt.kernels  # noqa: F401  (decorates the kernels for the interpreter)
+    except ImportError:
+        pass  # no triton: kernel tests skip through importorskip
+    finally:
+        if _old is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = _old
+
+
+@pytest.fixture(autouse=True)
+def _interpret_on_cpu(monkeypatch):
+    if not HAS_CUDA:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def randn(*shape, dtype=torch.float32, device=DEVICE) -> torch.Tensor:
+    """Fresh random normal values (a new draw every run; never zeros)."""
+    return torch.randn(*shape, dtype=torch.float32, device=device).to(dtype)
+
+
+def poisoned(shape, dtype, device=DEVICE) -> torch.Tensor:
+    """An output buffer full of NaN (0x7F bytes for fp8), so unwritten elements show."""
+    if dtype in (torch.float8_e4m3fn, torch.uint8):
+        return torch.full(shape, 0x7F, dtype=torch.uint8, device=device).view(dtype)
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+def max_err(x: torch.Tensor, ref64: torch.Tensor) -> float:
+    """max |x - ref| in float64; NaN/inf anywhere gives inf (so NaN never passes)."""
+    x = x.double()
+    if not torch.isfinite(x).all():
+        return float("inf")
+    return (x - ref64).abs().max().item() if x.numel() else 0.0
+
+
+def assert_close_to_reference(out, ref64, torch_lowp, mult: float = 3.0, what: str = "output") -> float:
+    """flash-attention's rule: err(out) <= mult * err(torch in the same precision) + a floor.
+
+    The floor (one unit of out's dtype at the output's scale) keeps exact references, where
+    torch's own error is 0, from demanding bit-equality. Returns the measured error.
+    """
+    assert out.shape == ref64.shape, f"{what}: shape {tuple(out.shape)} != {tuple(ref64.shape)}"
+    err, torch_err = max_err(out, ref64), max_err(torch_lowp, ref64)
+    floor = torch.finfo(out.dtype).eps * max(ref64.abs().max().item(), 1e-6)
+    tol = mult * torch_err + floor
+    assert err <= tol, f"{what}: max error {err:.3g} > {tol:.3g} (torch's own error {torch_err:.3g})"
+    return err
+
+
+def strided_like(x: torch.Tensor, pad: int = 8) -> torch.Tensor:
+    """The same values in a non-contiguous view: the last dim sliced out of a wider buffer."""
+    buf = torch.empty(*x.shape[:-1], x.shape[-1] + pad, dtype=x.dtype, device=x.device)
+    buf.normal_()
+    view = buf[..., : x.shape[-1]]
+    view.copy_(x)
+    return view
