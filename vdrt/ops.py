@@ -158,12 +158,9 @@ def layer_norm_torch(x, weight=None, bias=None, eps: float = 1e-6):
 
 
 def rms_norm_torch(x, weight=None, eps: float = 1e-6):
-    """RMSNorm over the last dim with fp32 statistics, as diffusers' RMSNorm."""
-    var = x.float().pow(2).mean(-1, keepdim=True)
-    y = x.float() * torch.rsqrt(var + eps)
-    if weight is not None:
-        y = y.to(weight.dtype) * weight
-    return y.to(x.dtype)
+    """RMSNorm over the last dim (torch's fused F.rms_norm, fp32 statistics), as diffusers' torch.nn.RMSNorm."""
+    w = weight.to(x.dtype) if weight is not None else None
+    return F.rms_norm(x, (x.shape[-1],), w, eps)
 
 
 def adaln_modulate_torch(x, shift, scale, eps: float = 1e-6, weight=None, bias=None):
