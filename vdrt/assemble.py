@@ -30,6 +30,15 @@ class Defaults:
     shift: float = 1.0
     fps: int = 8
     sampler_timesteps: tuple = ()  # for few-step samplers: the distilled timesteps
+    trained_size: tuple | None = None  # (frames, height, width) an embedded model was trained at; others refused
+
+    def check_size(self, name: str) -> None:
+        from vdrt.errors import ConfigError
+
+        if self.trained_size and (self.num_frames, self.height, self.width) != tuple(self.trained_size):
+            f, h, w = self.trained_size
+            raise ConfigError(f"{name} was trained at {f} frames of {w}x{h} only; asked for {self.num_frames} "
+                              f"frames of {self.width}x{self.height}. Use --frames {f} --height {h} --width {w}")
 
     def replace(self, **kw) -> "Defaults":
         return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})

@@ -60,6 +60,7 @@ class Pipeline:
         d = self.defaults.replace(num_frames=num_frames, height=height, width=width, num_steps=num_steps,
                                   guidance=guidance, sampler=sampler, shift=shift, fps=fps)
         _check_numbers(d, strength, mode)
+        d.check_size(self.name)
         req = conditioning.Request(mode, d.num_frames, d.height, d.width, image, video, mask, known_frames)
         shape = self.codec.geometry.latent_shape(d.num_frames, d.height, d.width)
         run = self._prepare(d, req, shape, seed, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds,

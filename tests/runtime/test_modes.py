@@ -9,7 +9,7 @@ import vdrt
 from vdrt.assemble import Parts
 from vdrt.errors import ConfigError
 
-from conftest import CountingEngine
+from runtime_helpers import CountingEngine
 
 T, H, W = 5, 32, 32
 
