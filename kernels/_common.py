@@ -1,10 +1,12 @@
-"""Small helpers the kernel files share: interpreter detection and custom-op definition."""
+"""Small helpers the kernel files share: interpreter detection, custom-op definition, casts."""
 from __future__ import annotations
 
 import os
 from typing import Callable
 
 import torch
+import triton
+import triton.language as tl
 
 
 def interpreting() -> bool:
@@ -31,3 +33,30 @@ def define_op(qualname: str, fn: Callable, fake: Callable):
         op.register_fake(fake)
         return op
     return torch.library.triton_op(qualname, fn, mutates_args=())
+
+
+# ---------------------------------------------------------------- jit helpers
+
+
+@triton.jit
+def cast_out(x, DTYPE: tl.constexpr, EMULATE: tl.constexpr):
+    """fp32 x -> DTYPE, rounding to nearest even. EMULATE (interpreter only) rounds to bf16 in
+    integer arithmetic first, as the GPU's cvt.rn does: the interpreter's own cast truncates."""
+    if EMULATE:
+        if DTYPE == tl.bfloat16:
+            bits = x.to(tl.float32).to(tl.int32, bitcast=True)
+            x = ((bits + 0x7FFF + ((bits >> 16) & 1)) & -65536).to(tl.float32, bitcast=True)
+    return x.to(DTYPE)
+
+
+@triton.jit
+def to_e4m3(x, EMULATE: tl.constexpr):
+    """fp32 -> float8e4nv (round to nearest even, saturating at +-448). EMULATE (interpreter
+    only) snaps to the e4m3 grid in fp32 first: the interpreter's cast loses rounding carries."""
+    x = tl.minimum(tl.maximum(x, -448.0), 448.0)
+    if EMULATE:
+        bits = x.to(tl.int32, bitcast=True)
+        normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & -1048576).to(tl.float32, bitcast=True)
+        subnormal = (x + 24576.0) - 24576.0  # multiples of 2**-9 below 2**-6
+        x = tl.where(tl.abs(x) < 0.015625, subnormal, normal)
+    return x.to(tl.float8e4nv)

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdrt.kernels._common import define_op, device_ok, interpreting
+from vdrt.kernels._common import cast_out, define_op, device_ok, interpreting
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
 @triton.jit
 def _dot(a, b, DOT_PREC: tl.constexpr, UPCAST: tl.constexpr):
-    # UPCAST: the CPU interpreter's bf16 dot is wrong, so there the operands go to fp32 (exact)
+    # UPCAST (interpreter only): its bf16 dot multiplies raw bits, so operands go to fp32 (exact)
     if UPCAST:
         return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
     return tl.dot(a, b, input_precision=DOT_PREC)
@@ -61,7 +61,7 @@ def _attend_3d(q, k, v, key_ok, qk_scale, DOT_PREC: tl.constexpr, UPCAST: tl.con
     scores = _dot(q, tl.permute(k, (0, 2, 1)), DOT_PREC, UPCAST)
     scores = tl.where(key_ok, scores * qk_scale, float("-inf"))
     p = tl.exp2(scores - tl.max(scores, axis=2)[:, :, None])
-    o = _dot(p.to(v.dtype), v, DOT_PREC, UPCAST)
+    o = _dot(cast_out(p, v.dtype, UPCAST), v, DOT_PREC, UPCAST)
     return o / tl.sum(p, axis=2)[:, :, None]
 
 
@@ -71,7 +71,7 @@ def _attend_2d(q, k, v, key_ok, qk_scale, DOT_PREC: tl.constexpr, UPCAST: tl.con
     scores = _dot(q, tl.trans(k), DOT_PREC, UPCAST)
     scores = tl.where(key_ok, scores * qk_scale, float("-inf"))
     p = tl.exp2(scores - tl.max(scores, axis=1)[:, None])
-    o = _dot(p.to(v.dtype), v, DOT_PREC, UPCAST)
+    o = _dot(cast_out(p, v.dtype, UPCAST), v, DOT_PREC, UPCAST)
     return o / tl.sum(p, axis=1)[:, None]
 
 
@@ -111,7 +111,7 @@ def _temporal_attention_kernel(
     else:  # batched dots: each warp owns whole sequences
         o = _attend_3d(q, k, v, key_ok[None, :, :], qk_scale, DOT_PREC, UPCAST)
     o_off = ((b * so_b + s * so_s + h * so_h)[:, None, None] + tt * so_f) * VEC + dd
-    tl.store(o_ptr + o_off, o.to(o_ptr.dtype.element_ty), mask=mask)
+    tl.store(o_ptr + o_off, cast_out(o, o_ptr.dtype.element_ty, UPCAST), mask=mask)
 
 
 def _pow2(x: int, lo: int) -> int:
