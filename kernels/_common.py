@@ -14,6 +14,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def is_interpreted(kernel) -> bool:
+    """True when `kernel` was decorated under the interpreter (it then runs on CPU tensors)."""
+    return type(kernel).__name__ == "InterpretedFunction"
+
+
 def device_ok(*tensors: torch.Tensor) -> bool:
     """CUDA tensors, or CPU tensors while the interpreter is on (checked at call time)."""
     dev = tensors[0].device
@@ -22,13 +27,13 @@ def device_ok(*tensors: torch.Tensor) -> bool:
     return dev.type == "cuda" or (dev.type == "cpu" and interpreting())
 
 
-def define_op(qualname: str, fn: Callable, fake: Callable):
+def define_op(qualname: str, fn: Callable, fake: Callable, kernel):
     """`vdrt::name` as a triton_op (torch.compile/export/AOTI compile the kernel in).
 
-    Under the interpreter the kernel cannot be traced (its launches are plain Python), so
-    there the op is an opaque custom_op with `fake` as its meta implementation.
+    An interpreted kernel cannot be traced (its launches are plain Python), so then the op
+    is an opaque custom_op with `fake` as its meta implementation.
     """
-    if interpreting():
+    if is_interpreted(kernel):
         op = torch.library.custom_op(qualname, fn, mutates_args=())
         op.register_fake(fake)
         return op

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdrt.kernels._common import cast_out, define_op, device_ok, interpreting, to_e4m3
+from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted, to_e4m3
 
 _CUDA_DTYPES = (torch.bfloat16, torch.float16)
 _CPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -140,7 +140,7 @@ def launch(x, shift, scale, y=None, gate=None, weight=None, bias=None, eps=1e-6,
         *_bl_strides(shift, x), *_bl_strides(scale, x),
         HAS_Y=y is not None, HAS_GATE=gate is not None, HAS_W=weight is not None,
         HAS_B=bias is not None, RMS=rms, FP8=fp8, BLOCK_C=triton.next_power_of_2(c),
-        EMULATE=interpreting(), num_warps=num_warps_for(c),
+        EMULATE=is_interpreted(_adaln_kernel), num_warps=num_warps_for(c),
     )
     return out, res, qs
 
@@ -173,8 +173,8 @@ def _residual_fake(x, y, gate, shift, scale, weight, bias, eps, rms, fp8):
     return out, res, x.new_empty((bsz, seq, 1) if fp8 else (0,), dtype=torch.float32)
 
 
-adaln_modulate = define_op("vdrt::adaln_modulate", _modulate_impl, _modulate_fake)
-adaln_residual = define_op("vdrt::adaln_residual", _residual_impl, _residual_fake)
+adaln_modulate = define_op("vdrt::adaln_modulate", _modulate_impl, _modulate_fake, _adaln_kernel)
+adaln_residual = define_op("vdrt::adaln_residual", _residual_impl, _residual_fake, _adaln_kernel)
 
 
 def adaln(x, shift, scale, y=None, gate=None, weight=None, bias=None, eps=1e-6, rms=False, fp8=False):

@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdrt.kernels._common import cast_out, define_op, device_ok, interpreting
+from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted
 
 _CUDA_DTYPES = (torch.bfloat16, torch.float16)
 _CPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -117,7 +117,8 @@ def launch(x, weight, num_heads: int, grid, eps: float = 1e-6, theta: float = 10
         x, weight if weight is not None else x, out,
         seq, e, grid[1], grid[2], x.stride(0), x.stride(1), eps, math.log2(theta),
         HALF_D=d // 2, NT=dt // 2, NH=dh // 2, HAS_W=weight is not None,
-        BLOCK_P=triton.next_power_of_2(e) // 2, EMULATE=interpreting(), num_warps=num_warps_for(e),
+        BLOCK_P=triton.next_power_of_2(e) // 2, EMULATE=is_interpreted(_rope_qk_norm_kernel),
+        num_warps=num_warps_for(e),
     )
     return out
 
@@ -133,7 +134,7 @@ def _op_fake(x, weight, num_heads, grid_f, grid_h, grid_w, eps, theta):
     return x.new_empty((bsz, seq, num_heads, e // num_heads))
 
 
-rope_qk_norm_op = define_op("vdrt::rope_qk_norm", _op_impl, _op_fake)
+rope_qk_norm_op = define_op("vdrt::rope_qk_norm", _op_impl, _op_fake, _rope_qk_norm_kernel)
 
 
 def rope_qk_norm(x, weight, num_heads: int, grid, eps: float = 1e-6, theta: float = 10000.0):

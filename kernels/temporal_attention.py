@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdrt.kernels._common import cast_out, define_op, device_ok, interpreting
+from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def launch(q, k, v, out=None, block_m: int | None = None, num_warps: int | None 
         math.log2(math.e) / math.sqrt(d),
         T=f, HEAD_DIM=d, T_PAD=_pow2(f, 16), D_PAD=_pow2(d, 16),
         BLOCK_M=bm, VEC=vec, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
-        UPCAST=interpreting(),
+        UPCAST=is_interpreted(_temporal_attention_kernel),
         num_warps=nw,
     )
     return out
@@ -177,7 +177,7 @@ def _op_fake(q, k, v):
     return q.new_empty(q.shape)
 
 
-temporal_attention = define_op("vdrt::temporal_attention", _op_impl, _op_fake)
+temporal_attention = define_op("vdrt::temporal_attention", _op_impl, _op_fake, _temporal_attention_kernel)
 
 
 def supports(q, k, v) -> bool:

@@ -3,7 +3,8 @@
 Without a GPU the kernels run on Triton's CPU interpreter. TRITON_INTERPRET=1 must be set
 before the kernels are decorated, so this file sets it and imports vdrt.kernels at once, then
 restores the variable; the autouse fixture sets it again for kernel tests only, so tests
-elsewhere (models, runtime) keep the torch ops instead of the slow interpreter.
+elsewhere (models, runtime) keep the torch ops instead of the slow interpreter (the kernels'
+supports() read the variable at call time). With a GPU it imports them compiled.
 
 Test modules import these helpers as `from tests.kernels.conftest import ...`; the repo root
 is put on sys.path here so that works under plain `pytest` too.
@@ -25,18 +26,24 @@ HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
-if not HAS_CUDA:
-    _old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
+def _import_kernels(interpret: bool) -> None:
+    """Import (decorate) the kernels now: for the interpreter without a GPU, compiled with one,
+    whatever test modules later set TRITON_INTERPRET to."""
+    old = os.environ.get("TRITON_INTERPRET")
+    if interpret:
+        os.environ["TRITON_INTERPRET"] = "1"
     try:
-        import vdrt.kernels  # noqa: F401  (decorates the kernels for the interpreter)
+        import vdrt.kernels  # noqa: F401
     except ImportError:
         pass  # no triton: kernel tests skip through importorskip
     finally:
-        if _old is None:
-            del os.environ["TRITON_INTERPRET"]
+        if old is None:
+            os.environ.pop("TRITON_INTERPRET", None)
         else:
-            os.environ["TRITON_INTERPRET"] = _old
+            os.environ["TRITON_INTERPRET"] = old
+
+
+_import_kernels(interpret=not HAS_CUDA)
 
 
 @pytest.fixture(autouse=True)
