@@ -7,7 +7,8 @@ elsewhere (models, runtime) keep the torch ops instead of the slow interpreter (
 supports() read the variable at call time). With a GPU it imports them compiled.
 
 Test modules import these helpers as `from tests.kernels.conftest import ...`; the repo root
-is put on sys.path here so that works under plain `pytest` too.
+is appended to sys.path here so that works under plain `pytest` too (appended, so an
+installed vdrt still wins over the checkout's folder).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 
 _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+    sys.path.append(_ROOT)
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
