@@ -1,0 +1,195 @@
+"""8-bit (SageAttention2-style) attention: quantizers exact vs torch, the INT8 QK^T path vs its
+simulation, the FP8 PV path's error vs float64 (reported), smoothing, layouts, policy, registry."""
+import os
+
+import torch
+
+_CPU = not torch.cuda.is_available()
+_SAVED = os.environ.get("TRITON_INTERPRET")
+if _CPU:  # Triton's CPU interpreter: set before the kernels are decorated (also when run alone)
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import logging  # noqa: E402
+
+import pytest  # noqa: E402
+
+pytest.importorskip("triton")
+
+from vdrt import ops  # noqa: E402
+from vdrt.kernels import attention as dense  # noqa: E402
+from vdrt.kernels import attention_int8 as A8  # noqa: E402
+
+if _SAVED is None:  # leave the variable as found: tests elsewhere keep the torch ops
+    os.environ.pop("TRITON_INTERPRET", None)
+else:
+    os.environ["TRITON_INTERPRET"] = _SAVED
+
+
+@pytest.fixture(autouse=True)
+def _interpret_on_cpu(monkeypatch):
+    if _CPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+log = logging.getLogger(__name__)
+CUDA = not _CPU
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+BM, BN = A8.INTERPRET_BLOCKS
+
+
+def _rand(*shape, dtype=torch.bfloat16, device="cpu", seed=0, shift=0.0):
+    g = torch.Generator(device=device).manual_seed(seed)
+    return (torch.randn(*shape, generator=g, device=device) + shift).to(dtype)
+
+
+def _qkv(b, lq, lk, h, d, dtype=torch.bfloat16, device="cpu", seed=0, k_shift=0.0):
+    return (_rand(b, lq, h, d, dtype=dtype, device=device, seed=seed),
+            _rand(b, lk, h, d, dtype=dtype, device=device, seed=seed + 1, shift=k_shift),
+            _rand(b, lk, h, d, dtype=dtype, device=device, seed=seed + 2))
+
+
+def _rel(out, ref):
+    assert torch.isfinite(out).all(), "non-finite values in the kernel output"
+    return ((out.double() - ref).norm() / ref.norm()).item()
+
+
+# ---------------------------------------------------------------- quantizers
+
+
+def test_quantize_qk_matches_torch_per_block():
+    x = _rand(2, 45, 3, 64, seed=1, shift=0.5)
+    x[:, 16:32] = 0  # one all-zero block: finite scale, zero codes
+    mean = x.mean(dim=1, dtype=torch.float32).contiguous()
+    for m in (None, mean):
+        q8, sc = A8.quantize_qk(x, 16, mean=m, extra_scale=0.5)
+        xf = x.double() - (0 if m is None else m[:, None].double())
+        ref_q, ref_s = A8._ref_block_quant(xf, 16)  # (B, L, H, D), (B, H, L)
+        assert q8.shape == (2, 3, 48, 64) and sc.shape == (2, 3, 3)
+        assert torch.isfinite(sc).all() and (sc > 0).all()
+        got = q8[:, :, :45].transpose(1, 2).double()
+        assert (got - ref_q).abs().max() <= 1 and (got != ref_q).float().mean() < 1e-3
+        torch.testing.assert_close(sc.double(), 0.5 * ref_s[:, :, ::16], rtol=1e-6, atol=0)
+        assert (q8[:, :, 45:] == 0).all()  # padding rows are zeros
+    q8, sc = A8.quantize_qk(x, 16)
+    assert (q8[:, :, 16:32] == 0).all() and torch.isfinite(sc[:, :, 1]).all()
+
+
+def test_quantize_v_fp8_per_channel_transposed():
+    v = _rand(1, 37, 2, 64, seed=2) * 3
+    vt, vs = A8.quantize_v_fp8(v, 16)
+    assert vt.shape == (1, 2, 64, 48) and vt.dtype == torch.float8_e4m3fn and vs.shape == (1, 2, 64)
+    torch.testing.assert_close(vs, v.float().abs().amax(dim=1) / 448, rtol=1e-6, atol=0)
+    ref = (v.float() / vs[:, None]).to(torch.float8_e4m3fn)  # (B, L, H, D)
+    assert torch.equal(vt[..., :37].float(), ref.permute(0, 2, 3, 1).float())
+    assert (vt[..., 37:].float() == 0).all()
+
+
+# ---------------------------------------------------------------- attention
+
+
+SHAPES = [(1, 80, 80, 2, 64), (2, 45, 77, 2, 64), (1, 37, 16, 1, 128)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("pv_fp8", [False, True], ids=["bf16pv", "fp8pv"])
+def test_matches_blockwise_simulation_and_reports_error(shape, pv_fp8):
+    """Against the float64 simulation of its own algorithm (int8 codes, online softmax, P and V
+    rounded alike) the kernel differs by fp32 order and output rounding only: within a small
+    multiple of SDPA's own bf16 error. Against exact attention: fp8's level (e4m3 keeps 3
+    mantissa bits, ~2% per element of P and of V), reported."""
+    b, lq, lk, h, d = shape
+    q, k, v = _qkv(b, lq, lk, h, d, seed=3, k_shift=1.0)
+    out = torch.full_like(q, float("nan"))  # poisoned: every element must be written
+    A8.attention_int8_fwd(q, k, v, pv_fp8=pv_fp8, out=out)
+    ref = dense.reference(q, k, v)
+    sim = A8.reference_quantized(q, k, v, block_m=BM, block_n=BN, pv_fp8=pv_fp8)
+    assert _rel(out, sim) <= 2.5 * _rel(ops.attention_torch(q, k, v), ref)
+    rel = _rel(out, ref)
+    log.info("int8 attention %s pv_fp8=%s: rel err vs fp64 %.4f", shape, pv_fp8, rel)
+    assert rel < (0.05 if pv_fp8 else 0.02)
+
+
+def test_k_smoothing_removes_a_shared_key_offset():
+    """A large per-channel offset shared by all keys leaves softmax unchanged; with smoothing the
+    8-bit result stays as accurate as without the offset (an unsmoothed per-block int8 K would
+    spend its levels on the offset)."""
+    q, k, v = _qkv(1, 48, 64, 2, 64, seed=5)
+    offset = 8.0 * torch.sign(_rand(1, 1, 2, 64, seed=6))  # exact in bf16
+    ref = dense.reference(q, k, v)
+    base = _rel(A8.attention_int8_fwd(q, k, v, pv_fp8=False), ref)
+    shifted = _rel(A8.attention_int8_fwd(q, k + offset, v, pv_fp8=False), dense.reference(q, k + offset, v))
+    assert shifted < 1.5 * base + 1e-3
+
+
+def test_reads_fused_qkv_views_without_copies():
+    qkv = _rand(2, 40, 3, 2, 64, seed=7)
+    q, k, v = qkv.unbind(2)
+    out = A8.attention_int8_fwd(q, k, v)
+    assert torch.equal(out, A8.attention_int8_fwd(q.contiguous(), k.contiguous(), v.contiguous()))
+    assert _rel(out, dense.reference(q, k, v)) < 0.05
+
+
+def test_custom_op_and_fake():
+    q, k, v = _qkv(1, 20, 33, 2, 64, seed=8)
+    assert torch.equal(torch.ops.vdrt.attention_int8(q, k, v), A8.attention_int8_fwd(q, k, v))
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        fo = torch.ops.vdrt.attention_int8(*(mode.from_tensor(t) for t in (q, k, v)))
+    assert fo.shape == q.shape and fo.dtype == q.dtype
+
+
+def test_rejects_unsupported_inputs():
+    q, k, v = _qkv(1, 16, 16, 1, 80)
+    with pytest.raises(ValueError, match="D in"):
+        A8.attention_int8_fwd(q, k, v)
+
+
+# ---------------------------------------------------------------- policy and registry
+
+
+def test_step_policy_keeps_first_and_last_steps_in_bf16():
+    p = A8.int8_attention_steps(first=1, last=1)
+    assert [p.choice(i, 5) for i in range(5)] == ["auto", "vdrt-int8", "vdrt-int8", "vdrt-int8", "auto"]
+    assert [p.use_int8(i, 2) for i in range(2)] == [False, False]
+    assert all(A8.int8_attention_steps(0, 0).use_int8(i, 3) for i in range(3))
+    assert [A8.int8_attention_steps(2, 0).use_int8(i, 4) for i in range(4)] == [False, False, True, True]
+    with pytest.raises(ValueError):
+        A8.int8_attention_steps(first=-1)
+
+
+def test_registry_never_picks_int8_automatically():
+    q, k, v = _qkv(1, 16, 16, 1, 64)
+    assert ops.get_choice("attention") == "auto"
+    assert not A8.supports(q, k, v)  # not forced (and not CUDA)
+    with ops.use(attention="vdrt-int8"):
+        assert "vdrt-int8" in ops.available("attention")
+        assert torch.equal(ops.attention(q, k, v), ops.attention_torch(q, k, v))  # CPU: falls back
+
+
+# ---------------------------------------------------------------- GPU, real shapes
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("lk", [32760, 512], ids=["self", "cross"])
+@pytest.mark.parametrize("pv_fp8", [True, False], ids=["fp8pv", "bf16pv"])
+def test_gpu_wan_shapes(lk, pv_fp8):
+    q, k, v = _qkv(1, 32760, lk, 12, 128, device="cuda", seed=21, k_shift=0.5)
+    out = torch.full_like(q, float("nan"))
+    A8.attention_int8_fwd(q, k, v, pv_fp8=pv_fp8, out=out)
+    rel = _rel(out, dense.reference(q, k, v, chunk=1024))
+    log.info("gpu int8 attention lk=%d pv_fp8=%s: rel err %.4f", lk, pv_fp8, rel)
+    assert rel < (0.05 if pv_fp8 else 0.03)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_dispatch_when_forced():
+    qkv = _rand(1, 4097, 3, 8, 128, device="cuda", seed=22)
+    q, k, v = qkv.unbind(2)
+    assert not A8.supports(q, k, v)
+    with ops.use(attention="vdrt-int8"):
+        assert A8.supports(q, k, v)
+        out = ops.attention(q, k, v)
+    assert _rel(out, dense.reference(q, k, v, chunk=1024)) < 0.05
