@@ -119,8 +119,10 @@ def _quant_rows_kernel(X, Q, S, R, C, stride_xr, stride_xc, stride_qr, stride_qc
         m = row_ok & ((c0 + cols)[None, :] < C)
         x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
         amax = tl.maximum(amax, tl.max(tl.abs(x), 1))
-    qmax: tl.constexpr = 448.0 if IS_FP8 else 127.0
-    scale = tl.maximum(amax, 1e-12) / qmax
+    if IS_FP8:
+        scale = tl.maximum(amax, 1e-12) / 448.0
+    else:
+        scale = tl.maximum(amax, 1e-12) / 127.0
     for c0 in range(0, C, BLOCK_C):
         m = row_ok & ((c0 + cols)[None, :] < C)
         x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)

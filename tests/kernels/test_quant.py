@@ -246,7 +246,8 @@ def test_gpu_linears_at_wan_shapes(kind, kn):
     y = fn(x, wq, ws, b)
     sim = _simulated_linear(x, w, b, kind)
     assert torch.isfinite(y).all()
-    assert ((y.double() - sim).norm() / (sim - b.double()).norm()).item() < 1e-2
+    # vs the float64 simulation of the same codes: only accumulation order (fp8 fast accumulation) and bf16 output
+    assert ((y.double() - sim).norm() / (sim - b.double()).norm()).item() < 2e-2
     for m in (5, 16, 17):  # tiny M: padding for _int_mm
         torch.testing.assert_close(fn(x[:m], wq, ws, b).double(), sim[:m], rtol=2e-2, atol=2e-2)
 
