@@ -19,14 +19,14 @@ triton.testing.do_bench; GB/s against the H100's measured 3.0 TB/s copy ceiling.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
 from common import median_ms, meta, write_rows
 
 log = logging.getLogger("vdrt.bench.kernels_temporal")
@@ -154,22 +154,27 @@ def _sdpa_rows(case: Case, q, k, v, rep_ms: int) -> list[Result]:
 
 
 def temporal_rows(rep_ms: int) -> list[Result]:
+    rows = []
+    for name, shape in TA_CASES.items():
+        rows += _temporal_case(name, shape, rep_ms)
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _temporal_case(name: str, shape: tuple[int, int, int, int], rep_ms: int) -> list[Result]:
     from vdrt.kernels import temporal_attention as ta
 
-    rows = []
-    for name, (seqs, heads, t, d) in TA_CASES.items():
-        qkv = torch.randn(1, t, seqs, 3, heads, d, device=DEVICE, dtype=torch.bfloat16)
-        q, k, v = (x.contiguous() for x in qkv.unbind(3))
-        case = Case("temporal_attention", name, 4.0 * q.numel() * 2,
-                    ta.reference(q.double(), k.double(), v.double()), ta.reference(q, k, v))
-        rows += _temporal_ours(case, ta, q, k, v, qkv, rep_ms)
-        rows += _sdpa_rows(case, q, k, v, rep_ms)
-        compiled = torch.compile(ta.reference)
-        rows.append(measure(case, "torch.compile(reference)", lambda: compiled(q, k, v), rep_ms=rep_ms))
-        rows.append(measure(case, "eager(reference)", lambda: ta.reference(q, k, v), rep_ms=rep_ms))
-        rows.append(copy_row(case, rep_ms))
-        del case, q, k, v, qkv
-        torch.cuda.empty_cache()
+    seqs, heads, t, d = shape
+    qkv = torch.randn(1, t, seqs, 3, heads, d, device=DEVICE, dtype=torch.bfloat16)
+    q, k, v = (x.contiguous() for x in qkv.unbind(3))
+    case = Case("temporal_attention", name, 4.0 * q.numel() * 2,
+                ta.reference(q.double(), k.double(), v.double()), ta.reference(q, k, v))
+    rows = _temporal_ours(case, ta, q, k, v, qkv, rep_ms)
+    rows += _sdpa_rows(case, q, k, v, rep_ms)
+    compiled = torch.compile(ta.reference)
+    rows.append(measure(case, "torch.compile(reference)", lambda: compiled(q, k, v), rep_ms=rep_ms))
+    rows.append(measure(case, "eager(reference)", lambda: ta.reference(q, k, v), rep_ms=rep_ms))
+    rows.append(copy_row(case, rep_ms))
     return rows
 
 
@@ -185,8 +190,8 @@ def _temporal_ours(case, ta, q, k, v, qkv, rep_ms) -> list[Result]:
     if bm > 1:  # the batched-dot path: a few other packings
         for vbm, vnw in TRITON_VARIANTS:
             if (vbm, vnw) != (bm, nw):
-                rows.append(measure(case, f"vdrt-triton[bm{vbm}w{vnw}]",
-                                    lambda: ta.launch(q, k, v, block_m=vbm, num_warps=vnw), check, rep_ms))
+                run = functools.partial(ta.launch, q, k, v, block_m=vbm, num_warps=vnw)
+                rows.append(measure(case, f"vdrt-triton[bm{vbm}w{vnw}]", run, check, rep_ms))
     rows.append(_cuda_row(case, q, k, v, check, rep_ms))
     return rows
 
@@ -208,7 +213,7 @@ def _adaln_inputs():
     x = torch.randn(1, M_TOKENS, WIDTH, device=DEVICE, dtype=torch.bfloat16)
     y = torch.randn_like(x)
     mod = torch.randn(1, 6, WIDTH, device=DEVICE)  # Wan's fp32 modulation chunks
-    return dict(x=x, shift=mod[:, 0:1], scale=mod[:, 1:2] * 0.5, y=y, gate=mod[:, 2:3])
+    return {"x": x, "shift": mod[:, 0:1], "scale": mod[:, 1:2] * 0.5, "y": y, "gate": mod[:, 2:3]}
 
 
 def adaln_rows(rep_ms: int) -> list[Result]:
@@ -216,26 +221,28 @@ def adaln_rows(rep_ms: int) -> list[Result]:
 
     kw, rows = _adaln_inputs(), []
     n = M_TOKENS * WIDTH
-    variants = {"modulate": (dict(y=None, gate=None), 2 * n * 2),
+    variants = {"modulate": ({"y": None, "gate": None}, 2 * n * 2),
                 "residual": ({}, 4 * n * 2),
-                "residual+fp8": (dict(fp8=True), 3 * n * 2 + n + 4 * M_TOKENS)}
+                "residual+fp8": ({"fp8": True}, 3 * n * 2 + n + 4 * M_TOKENS)}
     for name, (extra, nbytes) in variants.items():
-        args = {**kw, **extra}
-        f64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in args.items() if k != "fp8"}
-        ref, low = A.reference(**f64), A.reference(**args)
-        fp8 = args.get("fp8", False)
-        case = Case("adaln", f"{name} {M_TOKENS}x{WIDTH}", nbytes, ref[0],
-                    low[0].float() * low[2] if fp8 else low[0])
-
-        def check(out, fp8=fp8, case=case):
-            return _verify(out[0].float() * out[2] if fp8 else out[0], case)
-
-        rows.append(measure(case, "vdrt-triton", lambda: A.launch(**args), check, rep_ms))
-        compiled = torch.compile(A.reference)
-        rows.append(measure(case, "torch.compile(reference)", lambda: compiled(**args), rep_ms=rep_ms))
-        rows.append(measure(case, "eager(reference)", lambda: A.reference(**args), rep_ms=rep_ms))
-        rows.append(copy_row(case, rep_ms))
+        rows += _adaln_case(A, f"{name} {M_TOKENS}x{WIDTH}", {**kw, **extra}, nbytes, rep_ms)
     return rows
+
+
+def _adaln_case(A, name: str, args: dict, nbytes: float, rep_ms: int) -> list[Result]:
+    f64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in args.items() if k != "fp8"}
+    ref, low = A.reference(**f64), A.reference(**args)
+    fp8 = args.get("fp8", False)
+    case = Case("adaln", name, nbytes, ref[0], low[0].float() * low[2] if fp8 else low[0])
+
+    def check(out):  # the fp8 rows compare what the next linear sees: q * s
+        return _verify(out[0].float() * out[2] if fp8 else out[0], case)
+
+    compiled = torch.compile(A.reference)
+    return [measure(case, "vdrt-triton", functools.partial(A.launch, **args), check, rep_ms),
+            measure(case, "torch.compile(reference)", functools.partial(compiled, **args), rep_ms=rep_ms),
+            measure(case, "eager(reference)", functools.partial(A.reference, **args), rep_ms=rep_ms),
+            copy_row(case, rep_ms)]
 
 
 def rope_rows(rep_ms: int) -> list[Result]:

@@ -16,9 +16,9 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from vdrt.errors import MissingDependency, VdrtError
 
