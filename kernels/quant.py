@@ -275,9 +275,17 @@ def fp8_linear_fwd(x, weight_fp8, w_scale, bias=None, fast_accum: bool = True) -
     """(..., K) bf16 x (N, K) e4m3 with w_scale (N elements) -> (..., N) bf16 via _scaled_mm."""
     k, n = x.shape[-1], weight_fp8.shape[0]
     xq, xs = quantize_rows(x.reshape(-1, k), "fp8")  # (M, K) e4m3, (M, 1)
+    m = xq.shape[0]
+    pad = -m % SCALED_MM_M_MULTIPLE  # cuBLASLt rowwise fp8 has no algorithm for M=5 (H100): pad rows
+    if pad:
+        xq = torch.nn.functional.pad(xq.view(torch.uint8), (0, 0, 0, pad)).view(xq.dtype)
+        xs = torch.nn.functional.pad(xs, (0, 0, 0, pad), value=1.0)
     out = torch._scaled_mm(xq, weight_fp8.t(), scale_a=xs, scale_b=w_scale.reshape(1, n).float(),
-                           bias=bias, out_dtype=torch.bfloat16, use_fast_accum=fast_accum)
-    return out.view(*x.shape[:-1], n)
+                           bias=bias, out_dtype=torch.bfloat16, use_fast_accum=fast_accum)[:m]
+    return out.reshape(*x.shape[:-1], n)
+
+
+SCALED_MM_M_MULTIPLE = 16
 
 
 INT_MM_MIN_M = 17  # torch._int_mm on CUDA wants more than 16 rows

@@ -164,7 +164,10 @@ def test_gpu_fused_qkv_layout_and_op():
 def test_gpu_torch_compile_and_cuda_graph():
     q, k, v = _qkv(1, 16, 256, 8, 64, torch.bfloat16)
     want = _Block()(q, k, v)
-    torch.testing.assert_close(torch.compile(_Block(), fullgraph=True)(q, k, v), want, rtol=0, atol=0)
+    got = torch.compile(_Block(), fullgraph=True)(q, k, v)
+    # inductor fuses the ops around ours differently: 1 bf16 ulp on < 0.1% of elements (H100: 36 of 2M)
+    assert (got != want).float().mean().item() < 1e-3
+    torch.testing.assert_close(got, want, rtol=2**-7, atol=2**-6)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = _Block()(q, k, v)
