@@ -57,6 +57,18 @@ def diffusers_model(cfg):
                                  eps=cfg.eps, rope_max_seq_len=cfg.rope_max_seq_len)
 
 
+def keep_fp32_modules(dm):
+    """What diffusers' from_pretrained(torch_dtype=bf16) does: its _keep_in_fp32_modules stay fp32.
+
+    A plain .to(bf16) also casts Wan's rope tables, time embedder and norms (diffusers warns about it).
+    """
+    keep = set(getattr(dm, "_keep_in_fp32_modules", None) or [])
+    for name, mod in dm.named_modules():
+        if keep & set(name.split(".")):
+            mod.float()
+    return dm
+
+
 def ours_from(dm, cfg):
     from vdrt import models
     from vdrt.models.wan_convert import state_dict_from_diffusers
@@ -87,8 +99,8 @@ def run(args):
     torch.manual_seed(0)
     with torch.device("cuda"):
         dm = diffusers_model(cfg)
-    dm = dm.to(torch.bfloat16).eval().requires_grad_(False)
     ours = ours_from(dm, cfg)
+    dm = keep_fp32_modules(dm.to(torch.bfloat16)).eval().requires_grad_(False)
     x = torch.randn(1, cfg.in_channels, args.frames, args.height, args.width, device="cuda", dtype=torch.bfloat16)
     t = torch.tensor([700.0], device="cuda")
     ctx = torch.randn(1, 512, cfg.text_dim, device="cuda", dtype=torch.bfloat16)
@@ -115,12 +127,17 @@ def run(args):
         print(rows[-1], flush=True)
 
     row("diffusers-eager", lambda: dm(x, t, ctx, return_dict=False)[0])
-    with ops.use(attention="torch", linear="torch", layer_norm="torch", rms_norm="torch", adaln_modulate="torch",
-                 temporal_attention="torch"):
+    with ops.use(**{op: "torch" for op in ops.OPS}):
         row("vdrt-torch-eager (torch ops)", lambda: ours(x, t, ctx))
-    row("vdrt-torch-eager (auto ops)", lambda: ours(x, t, ctx))
+    row("vdrt-torch-eager (auto ops: our kernels)", lambda: ours(x, t, ctx))
     eng = TorchEngine(ours, cuda_graphs=True)
     row("vdrt-torch-cudagraph (auto ops)", lambda: eng(x, t, ctx))
+    with ops.use(linear="vdrt-fp8"):
+        row("vdrt eager, kernels + fp8 linears", lambda: ours(x, t, ctx))
+        with ops.use(attention="vdrt-int8"):
+            row("vdrt eager, kernels + fp8 linears + int8 attention", lambda: ours(x, t, ctx))
+    dm.to(torch.bfloat16)  # everything cast, as a plain .to(bf16) does (less precise, fp32 rope gone)
+    row("diffusers-eager (.to(bf16) casts all)", lambda: dm(x, t, ctx, return_dict=False)[0])
     if args.compile:
         for impl, mod in (("diffusers-torch.compile", dm), ("vdrt-torch.compile (auto ops)", ours)):
             compiled = torch.compile(mod)

@@ -159,4 +159,18 @@ def supports(x, weight, num_heads: int, grid) -> bool:
 
 
 def register_ops() -> None:
-    """vdrt.ops has no rope op yet; importing this module defines vdrt::rope_qk_norm."""
+    """Register implementation "vdrt" of op "rope_qk_norm" (Wan's tables: theta 10000, the same band split).
+
+    The op's torch form reads precomputed cos/sin tables; the kernel computes the same angles from
+    the grid in fp32 (the tables are fp32 roundings of float64 angles: ~1e-7 apart).
+    """
+    from vdrt import ops
+
+    def fn(x, weight, eps, cos, sin, num_heads, grid):
+        w = weight.to(x.dtype) if weight is not None else None
+        return torch.ops.vdrt.rope_qk_norm(x, w, num_heads, *grid, eps, 10000.0)
+
+    def ok(x, weight, eps, cos, sin, num_heads, grid):
+        return supports(x, weight.to(x.dtype) if weight is not None else None, num_heads, grid)
+
+    ops.register("rope_qk_norm", "vdrt", fn, supports=ok)

@@ -24,7 +24,7 @@ from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-OPS = ("attention", "temporal_attention", "linear", "layer_norm", "rms_norm", "adaln_modulate")
+OPS = ("attention", "temporal_attention", "linear", "layer_norm", "rms_norm", "adaln_modulate", "rope_qk_norm")
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,24 @@ def adaln_modulate_torch(x, shift, scale, eps: float = 1e-6, weight=None, bias=N
     return (y * (1 + scale.float()) + shift.float()).to(x.dtype)
 
 
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2i], x[2i+1]): (B, L, H, D), (L, D/2) x2 -> (B, L, H, D)."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, H, D/2) each
+    c, s = cos[None, :, None], sin[None, :, None]
+    out = torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1)
+    return out.flatten(-2).to(x.dtype)
+
+
+def rope_qk_norm_torch(x, weight, eps: float, cos, sin, num_heads: int, grid):
+    """RMSNorm over all heads, split heads, 3D rope: (B, L, H*D) -> (B, L, H, D).
+
+    `cos`/`sin` (L, D/2) are Wan's tables for the patch grid `grid` = (f, h, w), theta 10000
+    (a kernel may compute them from `grid` instead of reading them).
+    """
+    y = rms_norm_torch(x, weight, eps) if weight is not None else x
+    return apply_rope(y.unflatten(-1, (num_heads, -1)), cos, sin)
+
+
 # ---------------------------------------------------------------- the ops models call
 
 
@@ -198,3 +216,8 @@ def rms_norm(x, weight=None, eps: float = 1e-6):
 
 def adaln_modulate(x, shift, scale, eps: float = 1e-6, weight=None, bias=None):
     return _dispatch("adaln_modulate", adaln_modulate_torch, x, shift, scale, eps, weight, bias)
+
+
+def rope_qk_norm(x, weight, eps: float, cos, sin, num_heads: int, grid):
+    """(B, L, H*D) -> (B, L, H, D): QK RMSNorm across heads fused with Wan's 3D rope."""
+    return _dispatch("rope_qk_norm", rope_qk_norm_torch, x, weight, eps, cos, sin, num_heads, grid)

@@ -9,7 +9,8 @@ import torch
 
 from vdrt.errors import CheckpointError, ConfigError
 from vdrt.models.wan import WanConfig, WanModel
-from vdrt.models.wan_blocks import apply_rope, rope_tables
+from vdrt.models.wan_blocks import rope_tables
+from vdrt.ops import apply_rope
 from vdrt.models.wan_convert import DIFFUSERS_CLASS, config_from_diffusers, state_dict_from_diffusers
 
 TINY_T2V = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=64, in_channels=16,
@@ -239,7 +240,7 @@ def test_block_update_matches_diffusers(variant, record_property):
     context = text if image is None else torch.cat([image, text], dim=1)
     with torch.no_grad():
         theirs = ref.blocks[1](x, context, e0, ref.rope(torch.empty(1, 1, f, 2 * h, 2 * w))) - x
-        ours = model.blocks[1](x, e0, text, image, *model.rope(f, h, w)) - x
+        ours = model.blocks[1](x, e0, text, image, *model.rope(f, h, w), (f, h, w)) - x
     err = rel_err(ours, theirs)
     record_property("rel_err_block_update", err)
     assert err <= 1e-5

@@ -118,7 +118,7 @@ class WanModel(nn.Module):
         image = self.img_emb(image_embeds) if image_embeds is not None else None  # (B, I, D)
         cos, sin = self.rope(f, h, w)  # (L, K/2) x2
         for block in self.blocks:
-            x = block(x, e0, context, image, cos, sin)
+            x = block(x, e0, context, image, cos, sin, (f, h, w))
         return self._unpatchify(self.head(x, temb), f, h, w)
 
     def _time(self, timestep: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -71,14 +71,6 @@ class WanRope(nn.Module):
         return torch.cat(parts, dim=-1).reshape(f * h * w, -1)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2i], x[2i+1]): (B, L, N, K), (L, K/2) x2 -> (B, L, N, K)."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, N, K/2) each
-    c, s = cos[None, :, None], sin[None, :, None]
-    out = torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1)
-    return out.flatten(-2).to(x.dtype)
-
-
 class WanSelfAttention(nn.Module):
     """Self-attention with RMSNorm over all heads on q and k, then rope."""
 
@@ -92,11 +84,16 @@ class WanSelfAttention(nn.Module):
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1))  # (B, L, D) -> (B, L, N, K)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) -> (B, L, D)."""
-        q = apply_rope(self.heads(self.norm_q(self.q(x))), cos, sin)
-        k = apply_rope(self.heads(self.norm_k(self.k(x))), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, grid) -> torch.Tensor:
+        """(B, L, D), (L, K/2) x2, (f, h, w) -> (B, L, D); q/k norm + rope through one swappable op."""
+        q = self._rope(self.q(x), self.norm_q, cos, sin, grid)
+        k = self._rope(self.k(x), self.norm_k, cos, sin, grid)
         return self.o(ops.attention(q, k, self.heads(self.v(x))).flatten(2))
+
+    def _rope(self, x, norm, cos, sin, grid) -> torch.Tensor:
+        """(B, L, D) -> (B, L, N, K): RMSNorm across heads (if any), then 3D rope."""
+        weight, eps = (norm.weight, norm.eps) if isinstance(norm, RMSNorm) else (None, 1e-6)
+        return ops.rope_qk_norm(x, weight, eps, cos, sin, self.num_heads, grid)
 
 
 class WanCrossAttention(WanSelfAttention):
@@ -132,11 +129,11 @@ class WanBlock(nn.Module):
         self.ffn = nn.Sequential(Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
-    def forward(self, x, e0, context, image, cos, sin) -> torch.Tensor:
-        """(B, L, D), (B, 6, D), (B, T, D), (B, I, D) | None, (L, K/2) x2 -> (B, L, D)."""
+    def forward(self, x, e0, context, image, cos, sin, grid) -> torch.Tensor:
+        """(B, L, D), (B, 6, D), (B, T, D), (B, I, D) | None, (L, K/2) x2, (f, h, w) -> (B, L, D)."""
         mods = (self.modulation + e0.float()).chunk(6, dim=1)  # 6 x (B, 1, D), fp32
         shift, scale, gate, c_shift, c_scale, c_gate = mods
-        y = self.self_attn(ops.adaln_modulate(x, shift, scale, self.eps), cos, sin)
+        y = self.self_attn(ops.adaln_modulate(x, shift, scale, self.eps), cos, sin, grid)
         x = (x.float() + y * gate).to(x.dtype)
         x = x + self.cross_attn(self.norm3(x), context, image)
         y = self.ffn(ops.adaln_modulate(x, c_shift, c_scale, self.eps))
