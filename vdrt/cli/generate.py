@@ -30,6 +30,7 @@ GEN_FLAGS = [
     ("--device", str, "cpu | cuda | cuda:N (default: cuda if available)"),
     ("--dtype", str, "float32 | bfloat16 | float16"),
     ("--attention", str, "attention implementation: auto | torch | vdrt | vdrt-int8 | ..."),
+    ("--gpus", int, "processes, one per GPU: CFG parallel x Ulysses sequence parallel (with --device cpu: gloo)"),
 ]
 
 
@@ -59,6 +60,10 @@ def run_generate(args) -> int:
     opts = merge_toml(vars(args), args.config)
     if not opts.get("prompt") and not opts.get("prompt_embeds"):
         raise ConfigError("a prompt is needed: vdrt generate \"a red circle bouncing\" -o clip.mp4")
+    from vdrt.parallel.launch import run_parallel, wants_parallel
+
+    if wants_parallel(opts):
+        return run_parallel(opts)
     out = Path(opts.get("out") or "out.mp4")
     pipe = _pipeline(opts)
     video = _generate(pipe, opts)
