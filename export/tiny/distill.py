@@ -63,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--traj-share", type=float, default=0.45, help="most share of --minutes for the trajectories")
     p.add_argument("--guidance", type=float, default=4.0, help="the teacher's CFG scale, baked into the student")
     p.add_argument("--grid", type=int, default=32, help="Heun intervals from s=1 to 0 (a multiple of 4)")
-    p.add_argument("--traj-batch", type=int, default=128, help="trajectories integrated per batch")
+    p.add_argument("--traj-batch", type=int, default=96, help="trajectories integrated per batch (a CFG call "
+                   "holds twice as many clips; 127 is the most that avoids splitting it, see oracle.call_denoiser)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
@@ -91,9 +92,11 @@ class Conditioning:
     keep: torch.Tensor  # bool (N, 1, F, H, W)
 
 
-def conditioning(text, n: int, gen: torch.Generator, device, workers: int) -> Conditioning:
-    """Clips 0..n-1 of the train split, their captions, and one random keep mask each (from `gen`)."""
-    pool, texts = C.render_pool("train", 0, n, device, workers)
+def conditioning(text, clips, gen: torch.Generator, device) -> Conditioning:
+    """Rendered clips 0..N-1 of the train split (`render_pool`), their tokenized captions, and one
+    random keep mask each (from `gen`)."""
+    pool, texts = clips
+    n = len(pool)
     ids, mask = C.tokenize(text.tokenizer, texts, text.max_len, device)
     keep = torch.cat([C.sample_keep(min(MASK_CHUNK, n - i), gen, device)[0].bool() for i in range(0, n, MASK_CHUNK)])
     return Conditioning(pool, ids, mask, keep)
@@ -121,11 +124,12 @@ class Teacher:
 
     @torch.no_grad()
     def velocity(self, x, s: float, ctx2, cond2) -> torch.Tensor:
+        from vdrt.quality.oracle import call_denoiser
         from vdrt.samplers.guidance import cfg_combine
 
         t = torch.full((2 * x.shape[0],), 1000.0 * s, device=x.device)
         with C.autocast(self.device, self.bf16):
-            out = self.den(torch.cat([x, x]), t, ctx2, cond=cond2)
+            out = call_denoiser(self.den, torch.cat([x, x]), t, ctx2, cond2)
         return cfg_combine(out.float(), self.g)
 
 
@@ -238,6 +242,19 @@ def _student(card, device):
     return den.to(device).train().requires_grad_(True), text.encoder.to(device).train().requires_grad_(True)
 
 
+def _trajectory_phase(args, card, device, budget, stored):
+    """(conditioning, trajectory states, seconds): the teacher's ODE solutions, regenerated on resume."""
+    workers = args.workers if args.workers is not None else (os.cpu_count() if device.type == "cuda" else 1)
+    clips = C.render_pool("train", 0, args.trajectories, device, workers)  # forks before the models touch CUDA
+    teacher, text = _teacher(card, device, args.guidance, args.bf16)
+    # masks and trajectory noise come from their own generators, so a resumed run redraws the same ones
+    cd = conditioning(text, clips, torch.Generator(device).manual_seed(args.seed + 1), device)
+    noise = torch.Generator(device).manual_seed(args.seed + 2)
+    n_fixed = stored["extra"]["trajectories"] if stored else None
+    states, seconds = trajectories(teacher, cd, args, noise, budget, n_fixed)
+    return cd, states, (stored["extra"]["trajectory_seconds"] if stored else seconds)
+
+
 def distill(args) -> Path:
     from vdrt import ops
     from vdrt.quality.oracle import read_card
@@ -247,24 +264,15 @@ def distill(args) -> Path:
     out = Path(args.out)
     stored = C.check_out_dir(out, args.resume, TRAINING_ARGS, args)
     card = read_card(args.teacher)
-    teacher, text = _teacher(card, device, args.guidance, args.bf16)
-    workers = args.workers if args.workers is not None else (os.cpu_count() if device.type == "cuda" else 1)
-    # masks and trajectory noise come from their own generators, so a resumed run redraws the same ones
-    cd = conditioning(text, args.trajectories, torch.Generator(device).manual_seed(args.seed + 1), device, workers)
-    n_fixed = stored["extra"]["trajectories"] if stored else None
-    with ops.use(**dict.fromkeys(ops.OPS, "torch")):
-        noise = torch.Generator(device).manual_seed(args.seed + 2)
-        states, traj_s = trajectories(teacher, cd, args, noise, budget, n_fixed)
-        traj_s = stored["extra"]["trajectory_seconds"] if stored else traj_s
-        del teacher
+    with ops.use(**dict.fromkeys(ops.OPS, "torch")):  # autograd-capable, deterministic implementations
+        cd, states, traj_s = _trajectory_phase(args, card, device, budget, stored)
         den, enc = _student(card, device)
-        params = C.named_parameters(den, enc)
         cfg = C.LoopConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
                            ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every,
                            stop_at=args.stop_at)
         gen = torch.Generator(device).manual_seed(args.seed)
-        loop = C.Loop(out, params, cfg, gen, budget, meta={"args": vars(args), "trajectories": len(states),
-                                                             "trajectory_seconds": traj_s})
+        meta = {"args": vars(args), "trajectories": len(states), "trajectory_seconds": traj_s}
+        loop = C.Loop(out, C.named_parameters(den, enc), cfg, gen, budget, meta=meta)
         if args.resume:
             loop.resume()
         forward = torch.compile(den) if args.compile else den

@@ -134,10 +134,10 @@ def setup(args, device):
     from vdrt.quality.oracle import build_models
 
     config, text = C.sections(_overrides(args.config, "--config"), _overrides(args.text_config, "--text-config"))
+    workers = args.workers if args.workers is not None else (os.cpu_count() if device.type == "cuda" else 1)
+    pool, texts = C.render_pool("train", 0, args.pool, device, workers)  # forks before the models touch CUDA
     den, conditioner = build_models(config, text, seed=args.seed)
     den, enc = den.to(device).train(), conditioner.encoder.to(device).train()
-    workers = args.workers if args.workers is not None else (os.cpu_count() if device.type == "cuda" else 1)
-    pool, texts = C.render_pool("train", 0, args.pool, device, workers)
     ids, mask = C.tokenize(conditioner.tokenizer, texts, text["max_len"], device)
     gen = torch.Generator(device).manual_seed(args.seed)
     return config, text, den, enc, Data(pool, ids, mask), gen

@@ -8,12 +8,22 @@ from safetensors.torch import load_file
 from vdrt.export.tiny import common as C
 from vdrt.export.tiny import distill, train
 
+from vdrt.data.procedural import batch, to_float
 from vdrt.fsutil import sha256_file
 from vdrt.quality.oracle import load_card_models, read_card
 
 TINY = ["--config", '{"dim": 32, "num_heads": 2, "num_layers": 1}',
         "--text-config", '{"dim": 32, "layers": 1, "heads": 2}']
 TRAIN = ["--steps", "4", "--batch", "2", "--pool", "6", "--warmup", "2", "--log-every", "1", "--device", "cpu", *TINY]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +75,40 @@ def test_resume_is_bit_identical(teacher_dir, tmp_path):
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), group
 
 
-def test_distill_writes_a_fewstep_student(teacher_dir, tmp_path):
-    argv = ["--teacher", str(teacher_dir / "vdrt-tiny-teacher.json"), "--out", str(tmp_path), "--trajectories", "4",
+def _distill_argv(teacher_dir, out):
+    return ["--teacher", str(teacher_dir / "vdrt-tiny-teacher.json"), "--out", str(out), "--trajectories", "4",
             "--steps", "2", "--batch", "2", "--grid", "4", "--traj-batch", "2", "--warmup", "1", "--device", "cpu"]
-    assert distill.main(argv) == 0
-    card = read_card(tmp_path / "vdrt-tiny.json")
+
+
+@pytest.fixture(scope="module")
+def student_dir(teacher_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    assert distill.main(_distill_argv(teacher_dir, out)) == 0
+    return out
+
+
+def test_distill_writes_a_fewstep_student(teacher_dir, student_dir):
+    card = read_card(student_dir / "vdrt-tiny.json")
     assert card["defaults"] == {"num_frames": 17, "height": 64, "width": 64, "num_steps": 4, "sampler": "fewstep",
                                 "sampler_timesteps": [1000, 750, 500, 250], "guidance": 1.0, "shift": 1.0, "fps": 8}
+    assert card["sha256"] == sha256_file(student_dir / "vdrt-tiny.safetensors")
     t = card["trained"]
     assert t["trajectories"] == 4 and t["steps"] == 2 and t["guidance"] == 4.0 and t["trajectory_seconds"] > 0
-    assert np.isfinite(t["final_loss"])
+    assert np.isfinite(t["final_loss"]) and t["teacher"]["sha256"] == read_card(
+        teacher_dir / "vdrt-tiny-teacher.json")["sha256"]
     teacher = load_file(teacher_dir / "vdrt-tiny-teacher.safetensors")
-    student = load_file(tmp_path / "vdrt-tiny.safetensors")
+    student = load_file(student_dir / "vdrt-tiny.safetensors")
     assert teacher.keys() == student.keys()
     assert any(not torch.equal(teacher[k], student[k]) for k in teacher)  # it trained
+
+
+def test_distill_resumes_exactly_and_checks_the_grid(teacher_dir, student_dir, tmp_path):
+    argv = _distill_argv(teacher_dir, tmp_path)
+    assert distill.main([*argv, "--stop-at", "1"]) == 0
+    assert distill.main([*argv, "--resume"]) == 0  # regenerates the same 4 trajectories, then step 2
+    for group in ("model", "ema", "opt"):
+        x, y = _ckpt(student_dir, group), _ckpt(tmp_path, group)
+        assert all(torch.equal(x[k], y[k]) for k in x), group
     assert distill.main([*argv[:-2], "--grid", "6"]) == 2  # not a multiple of 4
 
 
@@ -100,11 +130,11 @@ def test_integrate_is_heun_with_a_final_euler_step_and_records_the_four_sigmas()
 
 
 def test_conditioning_masks_follow_the_modes():
-    keep, mode = C.sample_keep(800, torch.Generator().manual_seed(0), "cpu")
-    assert keep.shape == (800, 1, 17, 64, 64) and set(keep.unique().tolist()) == {0.0, 1.0}
+    keep, mode = C.sample_keep(500, torch.Generator().manual_seed(0), "cpu")
+    assert keep.shape == (500, 1, 17, 64, 64) and keep.dtype == torch.float32
     names = list(C.MODE_PROBS)
     for i, (m, p) in enumerate(C.MODE_PROBS.items()):
-        assert abs((mode == i).float().mean().item() - p) < 0.06, m
+        assert abs((mode == i).float().mean().item() - p) < 0.07, m
     k = keep[:, 0]  # (N, F, H, W)
     per_frame = k.mean(dim=(2, 3))  # (N, F)
     at = lambda m: mode == names.index(m)  # noqa: E731
@@ -158,3 +188,11 @@ def test_default_size_card_fits_the_limits(tmp_path):
     params = C.named_parameters(den, cond.encoder)
     C.write_card(tmp_path, "full", {k: p.detach() for k, p in params.items()}, config, text, {}, {})
     assert (tmp_path / "full.safetensors").stat().st_size < 8_000_000
+
+
+def test_parallel_pool_rendering_matches_the_dataset():
+    pool, texts = C.render_pool("train", 3, 25, "cpu", workers=2, chunk=10)
+    clips, ref = batch("train", 3, 25)
+    assert pool.dtype == torch.uint8 and np.array_equal(pool.numpy(), clips) and texts == ref
+    x = C.clips_to_model(pool[:2])
+    assert torch.equal(x, torch.from_numpy(to_float(clips[:2])))

@@ -13,6 +13,15 @@ KEYS = {"clips", "forecast_psnr", "forecast_ssim", "forecast_centroid_px", "t2v_
         "ms_per_clip_extend", "ms_per_clip_t2v"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class Recording(torch.nn.Module):
     """Wraps a denoiser, keeping the inputs of every call."""
 
@@ -87,3 +96,15 @@ def test_sample_settings_follow_the_card():
     assert oracle.SampleSettings.from_defaults(student, num_steps=2).timesteps == ()  # they fit 4 steps only
     teacher = oracle.SampleSettings.from_defaults({"num_steps": 50, "sampler": "unipc", "guidance": 4.0, "shift": 3.0})
     assert teacher.describe() == "unipc-50 g4 shift3"
+
+
+def test_denoiser_calls_split_evenly_below_the_cuda_grid_limit():
+    gen = tiny_generator()
+    g = torch.Generator().manual_seed(0)
+    x, cond = torch.randn(5, 3, 2, 16, 16, generator=g), torch.randn(5, 4, 2, 16, 16, generator=g)
+    t, ctx = torch.rand(5, generator=g) * 1000, torch.randn(5, 16, 32, generator=g)
+    with torch.no_grad():
+        whole = oracle.call_denoiser(gen.denoiser, x, t, ctx, cond)
+        parts = oracle.call_denoiser(gen.denoiser, x, t, ctx, cond, limit=2)
+    assert [c["x"].shape[0] for c in gen.denoiser.calls] == [5, 2, 2, 1]
+    torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-6)

@@ -11,6 +11,15 @@ from vdrt.text.word_tokenizer import default_tokenizer
 PROMPTS = ["a red circle bouncing", "a small blue square moving left and a large white triangle falling"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def text():
     torch.manual_seed(0)

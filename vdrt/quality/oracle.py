@@ -213,6 +213,27 @@ def native_cond(known: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.cat([known * keep, keep], dim=1)
 
 
+CUDA_GRID_Y = 65535  # SDPA's flash / mem-efficient kernels put the batch on a grid axis of this size
+
+
+def call_denoiser(den, x, t, ctx, cond, limit: int | None = None) -> torch.Tensor:
+    """den(x, t, ctx, cond=cond) in even batch chunks small enough for temporal attention on CUDA.
+
+    Temporal attention runs SDPA over B*S sequences (S patches a frame); its CUDA kernels fail
+    with "invalid configuration argument" from B*S = 65536 on (pytorch#146704), e.g. 256 clips
+    of 64x64 at patch 4 (a CFG call of 128 clips).
+    """
+    if limit is None and x.device.type == "cuda":
+        p = den.config.patch_size[-1]
+        limit = max(1, CUDA_GRID_Y // ((x.shape[-2] // p) * (x.shape[-1] // p)))
+    if limit is None or x.shape[0] <= limit:
+        return den(x, t, ctx, cond=cond)
+    n = -(-x.shape[0] // limit)
+    size = -(-x.shape[0] // n)
+    return torch.cat([den(x[i: i + size], t[i: i + size], ctx[i: i + size], cond=cond[i: i + size])
+                      for i in range(0, x.shape[0], size)])
+
+
 def mode_keep(mode: str, b: int, f: int, h: int, w: int, known_frames: int | None = None) -> torch.Tensor:
     """The keep mask (B, 1, F, H, W) of a frame-conditioned mode (1 = known)."""
     keep = torch.zeros(b, 1, f, h, w)
@@ -305,7 +326,7 @@ class CardGenerator:
 
         xin = torch.cat([x, x]) if cfg else x
         tt = torch.full((xin.shape[0],), t, device=x.device)
-        out = self.denoiser(xin, tt, ctx, cond=cond).float()
+        out = call_denoiser(self.denoiser, xin, tt, ctx, cond).float()
         return cfg_combine(out, self.settings.guidance) if cfg else out
 
     def _autocast(self):
