@@ -21,7 +21,7 @@ Method: teacher ODE distillation at fixed timesteps ("consistency-style multiste
    data marginal p_s' to itself, so the recorded x_s' (what the student was trained on) are
    distributed as (1 - s') x0 + s' eps with x0 ~ the teacher's distribution: the re-noised points
    have the same marginal as the ODE points, and the student's map is valid there.
-The trajectory count is cut to what fits `--traj-share` of the budget (measured on the first
+The trajectory count is cut to what fits `--traj-share` of the budget (measured on the second
 batch); the student's LR horizon is fitted to the rest. A resumed run regenerates the same
 trajectories (same seed and count) and continues the student exactly.
 """
@@ -151,12 +151,12 @@ def integrate(teacher: Teacher, z, ctx2, cond2, grid: int) -> list[torch.Tensor]
 
 def trajectories(teacher: Teacher, cd: Conditioning, args, gen, budget, n_fixed: int | None):
     """States (N, 5, 3, F, H, W) fp16 for conditioning rows 0..N-1; N = n_fixed, or what fits
-    args.traj_share of the budget (timed on the first batch). The noise of batch k does not depend on N."""
+    args.traj_share of the budget (timed on the second batch). The noise of batch k does not depend on N."""
     from vdrt.quality.oracle import native_cond
 
     n = n_fixed or len(cd.pool)
     states = torch.empty((n, 5, 3, *C.CLIP), dtype=torch.float16, device=cd.pool.device)
-    i, t0 = 0, time.monotonic()
+    i, t0, t1 = 0, time.monotonic(), None
     while i < n:
         idx = torch.arange(i, min(i + args.traj_batch, n), device=cd.pool.device)
         x0, keep = cond_inputs(cd, idx)
@@ -165,20 +165,22 @@ def trajectories(teacher: Teacher, cd: Conditioning, args, gen, budget, n_fixed:
         out = integrate(teacher, z, teacher.context(cd.ids[idx], cd.mask[idx]), torch.cat([cond, cond]), args.grid)
         states[idx] = torch.stack(out, 1).half()
         i += len(idx)
-        if i == len(idx) and n_fixed is None:
+        if n_fixed is None and i <= 2 * args.traj_batch:  # time the 2nd batch (the 1st warms up the GPU)
             C.sync(cd.pool.device)
-            n = _fit_count(n, len(idx), time.monotonic() - t0, args, budget)
+            t1, t_prev = time.monotonic(), t1
+            n = n if t_prev is None else _fit_count(n, i, len(idx), t1 - t_prev, args, budget)
     seconds = time.monotonic() - t0
     log.info("trajectories: %d in %.1f s (%.1f /s; %d Heun intervals, %d teacher evaluations each, CFG batched)",
              n, seconds, n / seconds, args.grid, 2 * args.grid - 1)
     return states[:n], seconds
 
 
-def _fit_count(n: int, per_batch: int, t_batch: float, args, budget) -> int:
+def _fit_count(n: int, done: int, per_batch: int, t_batch: float, args, budget) -> int:
+    """How many trajectories fit: `done` so far plus whole batches of `t_batch` seconds until the share ends."""
     if budget.total is None:
         return n
     left = args.traj_share * budget.total - budget.elapsed()
-    fits = per_batch * (1 + max(0, int(left / t_batch)))
+    fits = done + per_batch * max(0, int(left / t_batch))
     if fits < n:
         log.info("trajectories: %.1f s a batch of %d; %d fit in --traj-share %.2f of the budget (asked %d)",
                  t_batch, per_batch, fits, args.traj_share, n)

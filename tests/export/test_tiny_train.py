@@ -196,3 +196,40 @@ def test_parallel_pool_rendering_matches_the_dataset():
     assert pool.dtype == torch.uint8 and np.array_equal(pool.numpy(), clips) and texts == ref
     x = C.clips_to_model(pool[:2])
     assert torch.equal(x, torch.from_numpy(to_float(clips[:2])))
+
+
+def test_trajectory_count_fits_the_time_share():
+    class Args:
+        traj_share = 0.5
+
+    class Budget:
+        total = 100.0
+
+        def elapsed(self):
+            return 20.0
+
+    # 30 s left of the 50 s share, 4 s a batch of 8: 7 more batches after the 16 done
+    assert distill._fit_count(1000, 16, 8, 4.0, Args, Budget()) == 16 + 7 * 8
+    assert distill._fit_count(40, 16, 8, 4.0, Args, Budget()) == 40
+    Budget.total = None
+    assert distill._fit_count(1000, 16, 8, 4.0, Args, Budget()) == 1000
+
+
+def test_loop_fits_its_lr_horizon_to_the_time_budget(tmp_path):
+    import time
+
+    w = torch.nn.Parameter(torch.randn(3, generator=torch.Generator().manual_seed(0)))
+
+    def loss_fn(step):
+        time.sleep(0.02)
+        return (w**2).sum()
+
+    cfg = C.LoopConfig(steps=100_000, lr=1e-2, warmup=5, fit_after=2, fit_steps=3, ckpt_every=10**9, log_every=10**9)
+    loop = C.Loop(tmp_path, {"w": w}, cfg, torch.Generator(), C.Budget(None))
+    loop.budget = C.Budget(minutes=2.5 / 60, reserve_s=0.5)  # from here (AdamW's first import is slow)
+    t0 = time.monotonic()
+    done = loop.run(loss_fn)
+    assert 5 < loop.horizon < 150  # 2 s at <= 50 steps/s, not the 100000 asked
+    assert time.monotonic() - t0 < 2.5 and loop.step <= loop.horizon
+    assert done == (loop.step == loop.horizon) and (tmp_path / "ckpt" / "latest.json").is_file()
+    assert loop.curve and loop.curve[-1]["step"] == loop.step
