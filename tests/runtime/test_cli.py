@@ -44,7 +44,7 @@ def test_toml_config_with_cli_override(tmp_path):
     (["generate", "x", "--attention", "magic"], "unknown implementation"),
     (["generate", "x", "--config", "/no/such.toml"], "cannot read run config"),
     (["generate"], "a prompt is needed"),
-    (["build", "factorized-tiny", "--out", "/tmp/never"], "not built yet"),
+    (["build", "factorized-tiny", "--frames", "abc", "--out", "/tmp/never"], "--frames expects MIN:OPT:MAX"),
     (["run", "/no/such/engine", "x"], "not an engine directory"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, match, capsys, tmp_path):

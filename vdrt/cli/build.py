@@ -1,4 +1,9 @@
-"""`vdrt build MODEL --backend aoti|onnx|tensorrt ...`: compile a denoiser into an engine directory."""
+"""`vdrt build MODEL --backend aoti|onnx|tensorrt ...`: compile a denoiser into an engine directory.
+
+Sizes are pixels, as MIN:OPT:MAX (or one number for a fixed size); they are converted to the
+model's latent units (Wan: (F-1)/4+1 frames, /8 spatially; pixel-space models 1:1). Builds are
+cached by content ($VDRT_CACHE, default ~/.cache/vdrt/engines), so a repeated build is a copy.
+"""
 from __future__ import annotations
 
 from vdrt.errors import VdrtError
@@ -9,11 +14,13 @@ def add_parser(sub):
     p.add_argument("model", help="preset or diffusers / vdrt checkpoint directory")
     p.add_argument("--backend", choices=["aoti", "onnx", "tensorrt"], default="aoti")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "fp8", "int8"], default="bf16")
-    p.add_argument("--frames", default=None, help="MIN:OPT:MAX pixel frames")
+    p.add_argument("--frames", default=None, help="MIN:OPT:MAX pixel frames (default: the model's usual size)")
     p.add_argument("--height", default=None, help="MIN:OPT:MAX pixels")
     p.add_argument("--width", default=None, help="MIN:OPT:MAX pixels")
-    p.add_argument("--batch", default=None, help="MIN:OPT:MAX batch (2 for CFG)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--batch", default=None, help="MIN:OPT:MAX batch (default 1:2:2: CFG batches two)")
+    p.add_argument("--text-len", default=None, help="MIN:OPT:MAX text tokens (default 1:L:L, L = the model's)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--no-cache", action="store_true", help="build even if the build cache has this engine")
     p.add_argument("--out", required=True, help="engine directory to write")
     p.set_defaults(func=run_build)
 
@@ -22,5 +29,5 @@ def run_build(args) -> int:
     try:
         from vdrt.export import cli as export_cli
     except ImportError as e:
-        raise VdrtError("engine building is not built yet in this version of vdrt (issue: compiled engines)") from e
+        raise VdrtError(f"the engine builder (vdrt.export) cannot be imported: {e}") from e
     return export_cli.build_command(args)

@@ -1,0 +1,72 @@
+"""`vdrt build MODEL --backend aoti|onnx|tensorrt --precision ... --frames MIN:OPT:MAX ... --out DIR`.
+
+Sizes on the command line are in pixels and are converted to latent units with the model's
+factors (vdrt.export.shapes); bad strings and sizes the model cannot take fail before anything
+is loaded or compiled, with a ConfigError naming the format or the multiple needed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def build_command(args) -> int:
+    from vdrt.export import shapes as sh
+    from vdrt.export.build import build, check_backend
+
+    for flag in ("frames", "height", "width", "batch", "text_len"):
+        if getattr(args, flag, None) is not None:
+            sh.parse_triple(flag.replace("_", "-"), getattr(args, flag))  # format errors first, before any loading
+    check_backend(args.backend, args.precision, {})
+    _maybe_preload(args.backend)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    den = _load(args.model, device)
+    shapes = sh.shapes_from_pixels(den.config, *_pixel_sizes(args, den.config), batch=args.batch,
+                                   text_len=getattr(args, "text_len", None))
+    t0 = time.perf_counter()
+    out = build(den, args.backend, args.out, precision=args.precision, shapes=shapes,
+                cache=not getattr(args, "no_cache", False), load=False)
+    _report(out, time.perf_counter() - t0)
+    return 0
+
+
+def _maybe_preload(backend: str) -> None:
+    """With VDRT_AOTI_PRELOAD=1, restart with the libstdc++ preload before building (see aoti_preload)."""
+    if backend != "aoti":
+        return
+    from vdrt.engines import aoti_preload
+
+    if aoti_preload.mode() == "always":
+        aoti_preload.ensure_preload(force=True)
+
+
+def _load(model: str, device: torch.device):
+    from vdrt.loader import load_denoiser
+
+    log.info("loading %s on %s", model, device)
+    return load_denoiser(model, dtype=torch.float32, device=device)
+
+
+def _pixel_sizes(args, config) -> tuple[str, str, str]:
+    from vdrt.assemble import defaults_for
+
+    d = defaults_for(config, str(args.model))
+    sizes = (args.frames or str(d.num_frames), args.height or str(d.height), args.width or str(d.width))
+    if not (args.frames and args.height and args.width):
+        log.info("unset sizes default to the model's generation size: frames %s, height %s, width %s", *sizes)
+    return sizes
+
+
+def _report(out, seconds: float) -> None:
+    from vdrt.engines import inspect_engine
+
+    m = inspect_engine(out)
+    prof = ", ".join(f"{k} {v['min']}:{v['opt']}:{v['max']}" for k, v in m["profiles"].items())
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in m["build"]["seconds"].items())
+    print(f"wrote {out}: {m['backend']} engine, {m['precision']}, on {m['device']['name']}; latent profile {prof}")
+    print(f"build phases: {phases}; this command took {seconds:.1f} s (cache reuse is instant)")
+
