@@ -2,7 +2,7 @@
 
     vdrt bench factorized-tiny --device cuda                  # median ms per denoiser step
     vdrt bench --quality                                      # the oracle on vdrt-tiny, 64 test clips
-    vdrt bench --quality --weights-dir runs/tiny --model vdrt-tiny-teacher --clips 256 --out q.json
+    vdrt bench vdrt-tiny-teacher --quality --weights-dir runs/tiny --clips 256 --out q.json
 
 Quality runs on model cards (`<name>.json` + `.safetensors`) found in --weights-dir, else in
 the embedded weight folders ($VDRT_WEIGHTS_DIR, then the package), through the batched
