@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this run; the LR horizon is "
                    "fitted to it from the measured speed, and the run checkpoints and writes the card in time")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
+    p.add_argument("--init", default=None, help="warm start: a teacher card whose weights initialise model and EMA "
+                   "(a fresh optimizer and LR schedule; the card records it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
@@ -143,6 +145,22 @@ def setup(args, device):
     return config, text, den, enc, Data(pool, ids, mask), gen
 
 
+def load_init(card_path: Path, den, enc) -> None:
+    """Copy a card's (hash-checked) weights into the freshly built models, for a warm restart."""
+    from vdrt.checkpoint import read_safetensors
+    from vdrt.fsutil import sha256_file
+
+    card = json.loads(card_path.read_text())
+    weights = card_path.parent / card["weights"]
+    if sha256_file(weights) != card["sha256"]:
+        raise ConfigError(f"--init {card_path}: {weights.name} does not match the card's sha256")
+    state = read_safetensors(weights)
+    for prefix, module in (("denoiser.", den), ("text.", enc)):
+        part = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
+        module.load_state_dict(part, strict=True)
+    log.info("warm start from %s (%s steps before)", card_path, card.get("trained", {}).get("steps"))
+
+
 def card_defaults(args) -> dict:
     return {"num_frames": 17, "height": 64, "width": 64, "num_steps": args.sample_steps, "sampler": "unipc",
             "guidance": args.guidance, "shift": args.shift, "fps": 8}
@@ -153,7 +171,8 @@ def trained_info(args, loop, done: bool, device, n_params: int) -> dict:
             f"0..{args.pool - 1}", "data_seed": args.seed, "steps": loop.step, "horizon": loop.horizon,
             "batch": args.batch, "lr": args.lr, "ema": args.ema, "shift": args.shift,
             "wall_seconds": round(loop.wall_seconds(), 1), "final_loss": loop.curve[-1]["loss"] if loop.curve else None,
-            "complete": done, "params": n_params, "loss_curve": "loss_curve.json"}
+            "complete": done, "params": n_params, "loss_curve": "loss_curve.json",
+            "init": args.init}
 
 
 def train(args) -> Path:
@@ -164,6 +183,8 @@ def train(args) -> Path:
     out = Path(args.out)
     C.check_out_dir(out, args.resume, TRAINING_ARGS, args)
     config, text, den, enc, data, gen = setup(args, device)
+    if args.init:
+        load_init(Path(args.init), den, enc)
     params = C.named_parameters(den, enc)
     cfg = C.LoopConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
                        ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, stop_at=args.stop_at)
