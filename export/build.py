@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from vdrt.export import cache as cache_mod
+from vdrt.export import manifest as manifest_mod
+from vdrt.export import shapes as shapes_mod
 
 import vdrt
 from vdrt.engines.manifest import FORMAT_VERSION, PRECISIONS
 from vdrt.errors import ConfigError
-from vdrt.export import cache as cache_mod
-from vdrt.export import manifest as manifest_mod
-from vdrt.export import shapes as shapes_mod
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,19 @@ def precision_dtype(precision: str) -> torch.dtype:
 
 def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """An eval copy of `module` in `dtype` (Wan keeps its fp32 parts via to_dtype); the module itself if already."""
-    if all(p.dtype == dtype for p in module.parameters()) and not module.training:
+    if _is_cast(module, dtype) and not module.training:
         return module
     module = copy.deepcopy(module).eval().requires_grad_(False)
     return module.to_dtype(dtype) if hasattr(module, "to_dtype") else module.to(dtype)
+
+
+def _is_cast(module: torch.nn.Module, dtype: torch.dtype) -> bool:
+    """Already in `dtype` (all bf16, or as `to_dtype` leaves it: its FP32_PARAMS kept fp32)?"""
+    keep = getattr(module, "FP32_PARAMS", None)
+    if all(p.dtype == dtype for p in module.parameters()):
+        return True
+    return keep is not None and all(p.dtype == (torch.float32 if keep.search(n) else dtype)
+                                    for n, p in module.named_parameters())
 
 
 def module_device(module: torch.nn.Module, device=None) -> torch.device:
@@ -132,7 +141,7 @@ def build_target(target: Target, backend: str, out, precision: str, example=None
         return out
     from vdrt.engines.loading import load as load_engine
 
-    return load_engine(out, device=dev)
+    return load_engine(out, device=None if backend == "onnx" else dev)  # onnx: where onnxruntime can run it
 
 
 def _build_into(workdir: Path, target: Target, backend: str, precision: str, example: tuple, dev) -> None:
@@ -156,8 +165,8 @@ def key_parts(target: Target, backend: str, precision: str, dev: torch.device) -
     return {"weights": cache_mod.weights_hash(target.wrapper), "config": target.model_config, "backend": backend,
             "precision": precision, "profile": target.profile.to_dict(), "inputs": target.inputs,
             "layout": target.layout, "toolchain": manifest_mod.toolchain(), "device": manifest_mod.device_info(dev),
-            "ops": {op: [ops.get_choice(op), ops.available(op)] for op in ops.OPS}, "options": _json_safe(target.options),
-            "format_version": FORMAT_VERSION, "vdrt": vdrt.__version__}
+            "ops": {op: [ops.get_choice(op), ops.available(op)] for op in ops.OPS},
+            "options": _json_safe(target.options), "format_version": FORMAT_VERSION, "vdrt": vdrt.__version__}
 
 
 def _json_safe(options: dict) -> dict:

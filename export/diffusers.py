@@ -6,17 +6,21 @@ kernels plug in wherever the registry picks them); everything else runs diffuser
 
 Engine protocol mapping, `engine(latents, timestep, context, **cond)`:
 
-| model | latents | timestep | context | cond |
-| --- | --- | --- | --- | --- |
-| SVD | `sample` (B, F, C_in, H, W), diffusers layout: noise latents already concatenated with the image latents (C_in = 8) | (B,) | `encoder_hidden_states` (B, 1, D), the CLIP image embedding | `added_time_ids` (B, 3): fps, motion bucket, noise augmentation |
-| Wan | (B, C, F, H, W) | (B,) | `encoder_hidden_states` (B, T, 4096) | I2V: `cond` (B, 20, F, H, W) concatenated to the latents on channels; `image_embeds` (B, 257, 1280) -> `encoder_hidden_states_image` |
+- SVD: `latents` = `sample` (B, F, C_in, H, W) in diffusers' layout, the noise latents already
+  concatenated with the image latents (C_in = 8); `timestep` (B,); `context` =
+  `encoder_hidden_states` (B, 1, D), the CLIP image embedding; cond `added_time_ids` (B, 3):
+  fps, motion bucket id, noise augmentation strength.
+- Wan: `latents` (B, C, F, H, W); `timestep` (B,); `context` = `encoder_hidden_states`
+  (B, T, 4096); I2V cond: `cond` (B, 20, F, H, W), concatenated to the latents on channels, and
+  `image_embeds` (B, 257, 1280) -> `encoder_hidden_states_image`.
 
 The output is the model's `sample` in the same layout as the latents. A diffusers Wan engine
 records a vdrt WanConfig (converted from the diffusers config), so `Pipeline.from_pretrained`
 runs it; an SVD engine records a `DiffusersModelConfig` (family "diffusers", layout "svd").
-SVD's batch is specialized by torch.export and its frames trip a spurious guard, so this path
-falls back to `Dim.AUTO` ranges when explicit Dims fail; the manifest keeps the ranges the
-exported program accepts (SVD: batch 2 only, frames >= 2).
+SVD's batch is specialized by torch.export and its frames trip a spurious guard with explicit
+Dims, so SVD is exported with `Dim.AUTO` ranges for its unpatched dims (Wan: explicit Dims,
+AUTO only as a fallback); the manifest keeps the ranges the exported program accepts (SVD:
+batch 2 only, frames >= 2).
 """
 from __future__ import annotations
 
@@ -170,6 +174,7 @@ def describe(model, dtype: torch.dtype):
     name = type(model).__name__
     if name == "WanTransformer3DModel":
         from vdrt.export.shapes import signature
+
         from vdrt.models.wan_convert import config_from_diffusers
 
         cfg = config_from_diffusers(_plain_config(model))
@@ -206,6 +211,8 @@ def build_diffusers(model, backend: str, out, precision: str = "bf16", shapes: d
     from vdrt.export.build import Target, build_target, check_backend, precision_dtype
     from vdrt.export.shapes import Profile, profile
 
+    if type(model).__name__ not in SUPPORTED:
+        raise ConfigError(f"the generic diffusers path takes {list(SUPPORTED)}; got {type(model).__name__}")
     check_backend(backend, precision, options)
     dtype = precision_dtype(precision)
     model = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
@@ -215,6 +222,7 @@ def build_diffusers(model, backend: str, out, precision: str = "bf16", shapes: d
     used = {d for s in inputs for d in s["shape"] if isinstance(d, str)}
     prof = profile(cfg, shapes or {})
     prof = Profile({d: r for d, r in prof.dims.items() if d in used})
-    target = Target(wrapper, model_config, inputs, outputs, prof, auto_dims=None, layout=layout,
+    auto = True if layout == "svd" else None  # SVD is known to fail explicit Dims: skip that attempt
+    target = Target(wrapper, model_config, inputs, outputs, prof, auto_dims=auto, layout=layout,
                     options={**options, "diffusers_class": type(model).__name__, "swap_attention": swap})
     return build_target(target, backend, out, precision, example=example, cache=cache, load=load, device=device)

@@ -11,8 +11,9 @@ import logging
 import time
 from pathlib import Path
 
-from vdrt.errors import require
 from vdrt.export.trace import export_program, narrow_profile
+
+from vdrt.errors import require
 
 log = logging.getLogger(__name__)
 

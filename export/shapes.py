@@ -214,14 +214,15 @@ def example_inputs(inputs: list[dict], prof: Profile, device, seed: int = 0) -> 
 
 def export_dims(inputs: list[dict], prof: Profile, auto: bool = False) -> tuple:
     """torch.export dynamic_shapes (one dict per input): a Dim per dynamic dim, on the patch count when the
-    dim must be a multiple (height = 2*h). `auto=True` uses Dim.AUTO ranges instead (the generic path)."""
+    dim must be a multiple (height = 2*h). `auto=True` uses Dim.AUTO ranges for the other dims (the generic
+    path); dims on a patch count stay explicit, which also gives Inductor clean sizes for strided convs."""
     from torch.export import Dim
 
     made: dict = {}
 
     def dim(name: str):
         r = prof[name]
-        if auto:
+        if auto and r.multiple == 1:
             return Dim.AUTO(min=r.min, max=r.max)
         if name not in made:
             m = r.multiple

@@ -107,7 +107,6 @@ def _config(trt, builder, inputs: list[dict], prof, precision: str, typed: bool,
 
 def _timing_cache_file(trt, device) -> Path:
     import torch
-
     from vdrt.export.cache import cache_root
 
     major, minor = torch.cuda.get_device_capability(device)

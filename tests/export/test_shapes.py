@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from vdrt.export import shapes as sh
 
 import vdrt
 from vdrt.errors import ConfigError
-from vdrt.export import shapes as sh
 
 
 def cfg(name):

@@ -90,13 +90,27 @@ def verify_artifacts(path, m: dict) -> None:
 
 
 def default_device(m: dict) -> torch.device:
+    """Where the engine was built if this process has it; ONNX on CUDA only with onnxruntime's CUDA provider."""
     built = m["device"].get("type", "cpu")
+    if m["backend"] == "onnx":
+        return torch.device("cuda", torch.cuda.current_device()) if built == "cuda" and _ort_cuda() else \
+            torch.device("cpu")
     if built == "cuda" and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
-    if m["backend"] == "onnx" or built == "cpu":
+    if built == "cpu":
         return torch.device("cpu")
     raise EngineError(f"this {m['backend']} engine was built for CUDA ({describe_device(m)}) but this process has no "
                       "CUDA GPU; run it on a GPU, or build a CPU engine (aoti/onnx) here")
+
+
+def _ort_cuda() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def describe_device(m: dict) -> str:
