@@ -13,6 +13,20 @@ import subprocess
 from pathlib import Path
 
 
+@dataclasses.dataclass
+class Row:
+    """The columns every benchmark row starts with; benchmarks subclass it with their metrics."""
+
+    bench: str
+    case: str
+    impl: str
+    ms: float | None
+    device: str
+    commit: str
+    date: str
+    torch: str
+
+
 def commit() -> str:
     if os.environ.get("VDRT_COMMIT"):
         return os.environ["VDRT_COMMIT"]

@@ -31,21 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from common import median_ms, meta, write_rows
+from common import Row, median_ms, meta, write_rows
 
 log = logging.getLogger("engines")
 
 
 @dataclass
-class Result:
-    bench: str
-    case: str
-    impl: str
-    ms: float | None
-    device: str
-    commit: str
-    date: str
-    torch: str
+class Result(Row):
     build_s: float | None = None
     load_s: float | None = None
     export_s: float | None = None

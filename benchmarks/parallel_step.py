@@ -33,22 +33,14 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from common import meta, write_rows  # noqa: E402
+from common import Row, meta, write_rows  # noqa: E402
 
 log = logging.getLogger("parallel_step")
 SHAPES = {"wan2.1-t2v-1.3b": (21, 60, 104), "wan2.1-t2v-14b": (21, 90, 160), "wan-tiny": (3, 8, 12)}
 
 
 @dataclass
-class Result:
-    bench: str
-    case: str
-    impl: str
-    ms: float | None
-    device: str
-    commit: str
-    date: str
-    torch: str
+class Result(Row):
     world_size: int
     efficiency: float | None = None
     cfg_degree: int = 1

@@ -17,21 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
-from common import median_ms, meta, write_rows
+from common import Row, median_ms, meta, write_rows
 
 log = logging.getLogger("wan_step")
 
 
 @dataclass
-class Result:
-    bench: str
-    case: str
-    impl: str
-    ms: float | None
-    device: str
-    commit: str
-    date: str
-    torch: str
+class Result(Row):
     tflops: float | None = None
     compile_s: float | None = None
     rel_err_vs_diffusers: float | None = None

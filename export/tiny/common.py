@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vdrt.errors import CheckpointError, ConfigError, SamplingError
+from vdrt.errors import CheckpointError, ConfigError, SamplingError, VdrtError
 from vdrt.fsutil import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -519,3 +519,17 @@ def check_out_dir(out_dir, resume: bool, training_args: tuple[str, ...], args) -
                         getattr(args, k))
         setattr(args, k, stored[k])
     return meta
+
+
+def run_main(run, parse_args, argv, log) -> int:
+    """The scripts' shared `main`: parse, run, log the card; a VdrtError is one line and exit code 2."""
+    setup_logging()
+    try:
+        args = parse_args(argv)
+        args.argv = sys.argv[1:] if argv is None else list(argv)
+        card = run(args)
+    except VdrtError as e:
+        log.error("%s", e)
+        return 2
+    log.info("done: %s", card)
+    return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from vdrt.export.tiny import common as C
 
-from vdrt.errors import ConfigError, VdrtError
+from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -284,16 +283,7 @@ def distill(args) -> Path:
 
 
 def main(argv=None) -> int:
-    C.setup_logging()
-    try:
-        args = parse_args(argv)
-        args.argv = sys.argv[1:] if argv is None else list(argv)
-        card = distill(args)
-    except VdrtError as e:
-        log.error("%s", e)
-        return 2
-    log.info("done: %s", card)
-    return 0
+    return C.run_main(distill, parse_args, argv, log)
 
 
 if __name__ == "__main__":

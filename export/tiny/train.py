@@ -30,7 +30,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from vdrt.export.tiny import common as C
 
-from vdrt.errors import ConfigError, VdrtError
+from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -201,16 +200,7 @@ def train(args) -> Path:
 
 
 def main(argv=None) -> int:
-    C.setup_logging()
-    try:
-        args = parse_args(argv)
-        args.argv = sys.argv[1:] if argv is None else list(argv)
-        card = train(args)
-    except VdrtError as e:
-        log.error("%s", e)
-        return 2
-    log.info("done: %s", card)
-    return 0
+    return C.run_main(train, parse_args, argv, log)
 
 
 if __name__ == "__main__":
