@@ -51,9 +51,13 @@ def available(op: str) -> list[str]:
     return ["auto", "torch"] + [i.name for i in _IMPLS[op] if i.name != "torch"]
 
 
+ALIASES = {"sdpa": "torch"}  # the torch attention ops are F.scaled_dot_product_attention
+
+
 def set_choice(op: str, name: str) -> None:
-    """Force `op` to implementation `name` ("auto" restores automatic choice)."""
+    """Force `op` to implementation `name` ("auto" restores automatic choice; "sdpa" = "torch")."""
     _check_op(op)
+    name = ALIASES.get(name, name)
     _ensure_kernels_loaded(force=True)
     if name not in available(op):
         raise ConfigError(f"unknown implementation {name!r} for op {op!r}; choose one of {available(op)}")

@@ -108,3 +108,20 @@ def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "vdrt", "generate", "x", "--steps", "0", "--model", "factorized-tiny"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "num_steps" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_attention_choice_from_the_cli(tmp_path, monkeypatch):
+    from vdrt import ops
+
+    seen = []
+    monkeypatch.setattr(ops, "set_choice", lambda op, name: seen.append((op, name)))
+    out = tmp_path / "a.gif"
+    assert main(["generate", "x", "-o", str(out), "--attention", "sdpa", *SMALL]) == 0
+    assert seen == [("attention", "sdpa")]
+
+
+def test_sdpa_is_the_torch_attention():
+    from vdrt import ops
+
+    with ops.use(attention="sdpa"):
+        assert ops.get_choice("attention") == "torch"

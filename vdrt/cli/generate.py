@@ -29,7 +29,7 @@ GEN_FLAGS = [
     ("--fps", int, "frames per second of the written video"),
     ("--device", str, "cpu | cuda | cuda:N (default: cuda if available)"),
     ("--dtype", str, "float32 | bfloat16 | float16"),
-    ("--attention", str, "attention implementation: auto | torch | vdrt | vdrt-int8 | ..."),
+    ("--attention", str, "attention implementation: auto | sdpa (= torch) | vdrt | vdrt-int8"),
     ("--gpus", int, "processes, one per GPU: CFG parallel x Ulysses sequence parallel (with --device cpu: gloo)"),
 ]
 
