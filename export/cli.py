@@ -29,9 +29,16 @@ def build_command(args) -> int:
                                    text_len=getattr(args, "text_len", None))
     t0 = time.perf_counter()
     out = build(den, args.backend, args.out, precision=args.precision, shapes=shapes,
-                cache=not getattr(args, "no_cache", False), load=False)
+                cache=not getattr(args, "no_cache", False), load=False, **_source(args.model))
     _report(out, time.perf_counter() - t0)
     return 0
+
+
+def _source(model: str) -> dict:
+    """An embedded model's name goes into the manifest, so `vdrt run` uses its text encoder and defaults."""
+    from vdrt import embedded
+
+    return {"source": model} if model in embedded.names() else {}
 
 
 def _maybe_preload(backend: str) -> None:

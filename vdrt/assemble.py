@@ -67,7 +67,7 @@ def assemble(source, dtype=None, device=None, cuda_graphs: bool = False, trust_p
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     path = Path(str(source)).expanduser()
     if path.is_dir() and (path / "manifest.json").is_file():
-        return _from_engine_dir(path, device)
+        return _from_engine_dir(path, device, cuda_graphs)
     if path.is_dir() and (path / "model_index.json").is_file():
         return _from_diffusers_pipeline(path, dtype, device, cuda_graphs, trust_pickle)
     from vdrt import embedded
@@ -140,11 +140,17 @@ def _clip_encoder(root: Path, device):
     return ClipImageEncoder(root, device=device)
 
 
-def _from_engine_dir(path: Path, device) -> Parts:
-    from vdrt import models
+def _from_engine_dir(path: Path, device, cuda_graphs: bool = False) -> Parts:
+    from vdrt import embedded, models
     from vdrt.engines import load_engine
 
-    engine = load_engine(path, device=device)
+    engine = load_engine(path, device=device, cuda_graphs=cuda_graphs)
     cfg = models.config_from_dict(engine.manifest["model_config"])
-    return Parts(engine, codec_for(cfg, None, device), _placeholder_text(cfg), defaults_for(cfg, str(path)),
-                 name=str(path))
+    source = engine.manifest.get("build", {}).get("options", {}).get("source")
+    if source in embedded.names():  # built from an embedded model: its own text encoder and defaults
+        from vdrt.embedded_pipeline import text_and_defaults
+
+        text, defaults = text_and_defaults(source, device)
+    else:
+        text, defaults = _placeholder_text(cfg), defaults_for(cfg, str(path))
+    return Parts(engine, codec_for(cfg, None, device), text, defaults, name=str(path))

@@ -10,16 +10,14 @@ from pathlib import Path
 from vdrt.errors import EngineError
 
 
-def load_engine(path, device=None):
-    """Load the engine directory `path` (see docs/engine-format.md)."""
+def load_engine(path, device=None, cuda_graphs: bool = False):
+    """Load the engine directory `path` (see docs/engine-format.md); CUDA graphs per shape bucket if asked."""
+    from vdrt.engines import loading
+
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise EngineError(f"{path} is not an engine directory (no manifest.json); build one with `vdrt build`")
-    try:
-        from vdrt.engines import loading
-    except ImportError as e:
-        raise EngineError("engine loading is not built yet in this version of vdrt (see issue 'Compiled engines')") from e
-    return loading.load(path, device=device)
+    return loading.load(path, device=device, cuda_graphs=cuda_graphs)
 
 
 def inspect_engine(path) -> dict:
