@@ -3,8 +3,8 @@
 Each op has a pure-torch implementation named "torch" that is always available. Kernels
 register faster implementations with `register(op, name, fn, supports=...)`; `supports`
 looks at the arguments (device, dtype, shape) and says whether the kernel can take them.
-The choice per op is "auto" (the first registered implementation, newest first, whose
-`supports` accepts the call, else "torch") or a forced name, set with `set_choice` or the
+The choice per op is "auto" (for GPU tensors: the first registered implementation, newest
+first, whose `supports` accepts the call, else "torch"; CPU tensors always take "torch") or a forced name, set with `set_choice` or the
 `use(...)` context manager, and from the CLI (`--attention sdpa|vdrt|vdrt-int8`).
 
 Layouts (one alphabet): B batch, L tokens, S spatial positions, F frames, H heads, D head dim, C channels.
@@ -108,10 +108,10 @@ def _ensure_kernels_loaded(force: bool = False) -> None:
 
 
 def _dispatch(op: str, torch_fn: Callable, *args, **kwargs):
-    _ensure_kernels_loaded()
     choice = _CHOICE[op]
-    if choice == "torch":
-        return torch_fn(*args, **kwargs)
+    if choice == "torch" or (choice == "auto" and not _on_gpu(args)):
+        return torch_fn(*args, **kwargs)  # automatic choice: kernels are for GPU tensors only
+    _ensure_kernels_loaded()
     if choice != "auto":
         impl = next(i for i in _IMPLS[op] if i.name == choice)
         if impl.supports is None or impl.supports(*args, **kwargs):
@@ -122,6 +122,12 @@ def _dispatch(op: str, torch_fn: Callable, *args, **kwargs):
         if impl.supports is None or impl.supports(*args, **kwargs):
             return impl.fn(*args, **kwargs)
     return torch_fn(*args, **kwargs)
+
+
+def _on_gpu(args) -> bool:
+    """Whether the call's first tensor argument lives on a GPU."""
+    t = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    return t is not None and t.device.type != "cpu"
 
 
 def _warn_fallback(op: str, name: str) -> None:
