@@ -127,7 +127,10 @@ WORKER = textwrap.dedent('''
 def test_concurrent_builds_of_one_key_give_one_result(tmp_path):
     log = tmp_path / "builds.log"
     cmd = [sys.executable, "-c", WORKER, str(tmp_path / "cache"), str(log)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    # cwd outside the checkout: a `python -c` child puts its cwd first on sys.path, and the checkout's vdrt/
+    # folder (without vdrt.export, which setup.py maps from export/) would shadow the installed package
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+             for _ in range(2)]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=120)

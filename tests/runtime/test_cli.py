@@ -104,9 +104,10 @@ def test_console_script_is_installed():
     assert r.returncode == 0 and "generate" in r.stdout
 
 
-def test_module_entry_point():
+def test_module_entry_point(tmp_path):
+    # cwd outside the checkout, so `-m vdrt` runs the installed package rather than the checkout's folder
     r = subprocess.run([sys.executable, "-m", "vdrt", "generate", "x", "--steps", "0", "--model", "factorized-tiny"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 2 and "num_steps" in r.stderr and "Traceback" not in r.stderr
 
 
