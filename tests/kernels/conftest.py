@@ -1,10 +1,8 @@
 """Shared helpers for kernel tests: float64 references, poisoned outputs, flash-attention's tolerance rule.
 
-Without a GPU the kernels run on Triton's CPU interpreter. TRITON_INTERPRET=1 must be set
-before the kernels are decorated, so this file sets it and imports vdrt.kernels at once, then
-restores the variable; the autouse fixture sets it again for kernel tests only, so tests
-elsewhere (models, runtime) keep the torch ops instead of the slow interpreter (the kernels'
-supports() read the variable at call time). With a GPU it imports them compiled.
+Without a GPU the kernels run on Triton's CPU interpreter: tests/conftest.py sets
+TRITON_INTERPRET=1 once, before any module decorates a kernel, and the op registry never picks a
+kernel automatically for CPU tensors, so models and pipelines elsewhere keep the torch ops.
 
 Test modules import these helpers as `from tests.kernels.conftest import ...`; the repo root
 is appended to sys.path here so that works under plain `pytest` too (appended, so an
@@ -12,7 +10,6 @@ installed vdrt still wins over the checkout's folder).
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -26,32 +23,6 @@ if _ROOT not in sys.path:
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
-
-def _import_kernels(interpret: bool) -> None:
-    """Import (decorate) the kernels now: for the interpreter without a GPU, compiled with one,
-    whatever test modules later set TRITON_INTERPRET to."""
-    old = os.environ.get("TRITON_INTERPRET")
-    if interpret:
-        os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        import vdrt.kernels  # noqa: F401
-    except ImportError:
-        pass  # no triton: kernel tests skip through importorskip
-    finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
-
-
-_import_kernels(interpret=not HAS_CUDA)
-
-
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    if not HAS_CUDA:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-
 
 def randn(*shape, dtype=torch.float32, device=DEVICE) -> torch.Tensor:
     """Fresh random normal values (a new draw every run; never zeros)."""

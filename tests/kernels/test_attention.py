@@ -3,32 +3,16 @@
 Tolerance rule (flash-attention's): the kernel's max error vs float64 must stay within a small
 multiple of PyTorch's own low-precision error on the same inputs.
 """
-import os
-
 import torch
 
-_CPU = not torch.cuda.is_available()
-_SAVED = os.environ.get("TRITON_INTERPRET")
-if _CPU:  # Triton's CPU interpreter: set before the kernels are decorated (also when run alone)
-    os.environ["TRITON_INTERPRET"] = "1"
+_CPU = not torch.cuda.is_available()  # tests/conftest.py runs Triton's CPU interpreter then
 
-import pytest  # noqa: E402
+import pytest
 
 pytest.importorskip("triton")
 
-from vdrt import ops  # noqa: E402
-from vdrt.kernels import attention as A  # noqa: E402
-
-if _SAVED is None:  # leave the variable as found: tests elsewhere keep the torch ops
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _SAVED
-
-
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    if _CPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+from vdrt import ops
+from vdrt.kernels import attention as A
 
 
 CUDA = not _CPU

@@ -1,34 +1,18 @@
 """8-bit (SageAttention2-style) attention: quantizers exact vs torch, the INT8 QK^T path vs its
 simulation, the FP8 PV path's error vs float64 (reported), smoothing, layouts, policy, registry."""
-import os
-
 import torch
 
-_CPU = not torch.cuda.is_available()
-_SAVED = os.environ.get("TRITON_INTERPRET")
-if _CPU:  # Triton's CPU interpreter: set before the kernels are decorated (also when run alone)
-    os.environ["TRITON_INTERPRET"] = "1"
+_CPU = not torch.cuda.is_available()  # tests/conftest.py runs Triton's CPU interpreter then
 
-import logging  # noqa: E402
+import logging
 
-import pytest  # noqa: E402
+import pytest
 
 pytest.importorskip("triton")
 
-from vdrt import ops  # noqa: E402
-from vdrt.kernels import attention as dense  # noqa: E402
-from vdrt.kernels import attention_int8 as A8  # noqa: E402
-
-if _SAVED is None:  # leave the variable as found: tests elsewhere keep the torch ops
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _SAVED
-
-
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    if _CPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+from vdrt import ops
+from vdrt.kernels import attention as dense
+from vdrt.kernels import attention_int8 as A8
 
 
 log = logging.getLogger(__name__)

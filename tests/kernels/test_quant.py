@@ -1,33 +1,17 @@
 """fp8 / int8 quantize and dequantize kernels vs torch references, and the fp8 / int8 linears."""
-import os
-
 import torch
 
-_CPU = not torch.cuda.is_available()
-_SAVED = os.environ.get("TRITON_INTERPRET")
-if _CPU:  # Triton's CPU interpreter: set before the kernels are decorated (also when run alone)
-    os.environ["TRITON_INTERPRET"] = "1"
+_CPU = not torch.cuda.is_available()  # tests/conftest.py runs Triton's CPU interpreter then
 
-import gc  # noqa: E402
+import gc
 
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import pytest
+import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
-from vdrt import ops  # noqa: E402
-from vdrt.kernels import quant as Q  # noqa: E402
-
-if _SAVED is None:  # leave the variable as found: tests elsewhere keep the torch ops
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _SAVED
-
-
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    if _CPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+from vdrt import ops
+from vdrt.kernels import quant as Q
 
 
 CUDA = not _CPU

@@ -1,15 +1,11 @@
 """The rope_qk_norm op as the Wan model calls it: the Triton kernel equals the table-based torch path."""
 from __future__ import annotations
 
-import os
+import pytest
+import torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from vdrt import ops  # noqa: E402
-from vdrt.models.wan_blocks import WanRope  # noqa: E402
+from vdrt import ops
+from vdrt.models.wan_blocks import WanRope
 
 
 @pytest.mark.parametrize("grid, heads, d", [((2, 3, 4), 2, 64), ((1, 5, 3), 3, 128)])
