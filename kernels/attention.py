@@ -143,12 +143,12 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _check(q, k, v) -> None:
+def _check(q, k, v, kernel: str = "attention kernel") -> None:
     if q.dim() != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
         raise ValueError(f"attention wants q (B, Lq, H, D), k/v (B, Lk, H, D); got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[-1] not in HEAD_DIMS or q.dtype not in DTYPES or not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"attention kernel takes D in {HEAD_DIMS} and one dtype of {DTYPES}; "
+        raise ValueError(f"{kernel} takes D in {HEAD_DIMS} and one dtype of {DTYPES}; "
                          f"got D={q.shape[-1]}, {q.dtype}/{k.dtype}/{v.dtype} (use vdrt.ops.attention)")
 
 

@@ -30,7 +30,6 @@ so "auto" never picks a lossy kernel.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +37,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from vdrt.kernels.attention import DTYPES, HEAD_DIMS, LOG2E, _op, _out
+from vdrt.kernels.attention import LOG2E, _check, _interpreting, _op, _out
 from vdrt.kernels.attention import reference as _dense_reference
 from vdrt.kernels.quant import cast, to_e4m3, to_int8
 
@@ -227,10 +226,6 @@ _attn_int8_fwd_tuned = triton.autotune(configs=_TUNE, key=["HEAD_DIM", "Lq", "Lk
 # ---------------------------------------------------------------- launchers
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _pad(n: int, block: int) -> int:
     return triton.cdiv(n, block) * block
 
@@ -266,15 +261,6 @@ def quantize_v_fp8(v, block: int):
     return vt, vscale
 
 
-def _check(q, k, v) -> None:
-    if q.dim() != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
-        raise ValueError(f"attention wants q (B, Lq, H, D), k/v (B, Lk, H, D); got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
-    if q.shape[-1] not in HEAD_DIMS or q.dtype not in DTYPES or not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"int8 attention takes D in {HEAD_DIMS} and one dtype of {DTYPES}; got "
-                         f"D={q.shape[-1]}, {q.dtype}/{k.dtype}/{v.dtype} (use vdrt.ops.attention)")
-
-
 def default_pv_fp8(device: torch.device) -> bool:
     """FP8 PV where the hardware has fp8 tensor cores (sm 8.9+) and under the interpreter."""
     if device.type != "cuda":
@@ -290,7 +276,7 @@ def attention_int8_fwd(q, k, v, scale: float | None = None, pv_fp8: bool | None 
     block_m / block_n set the quantization blocks of Q and K (defaults GPU_BLOCKS, or
     INTERPRET_BLOCKS under the interpreter); `out` receives the result if given.
     """
-    _check(q, k, v)
+    _check(q, k, v, "int8 attention")
     if q.numel() == 0 or k.shape[1] == 0:
         raise ValueError(f"int8 attention needs tokens; got q {tuple(q.shape)}, k {tuple(k.shape)}")
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
