@@ -12,7 +12,9 @@ shapes: launch overhead saved by CUDA graphs (torch engine and AOTI engine, with
 Rows: bench, case, impl, ms (median, triton.testing.do_bench), device, commit, date, build_s,
 load_s (+ export_s, compile_s, rel_err against vdrt eager). A failing row records its error
 and the run goes on. Budget on an H100: ~8 minutes (AOTI compile ~100 s + export ~10 s,
-diffusers torch.compile ~150 s); `--no-compile` skips torch.compile, `--no-tiny` part 2.
+diffusers torch.compile ~150 s); `--no-compile` skips torch.compile, `--no-tiny` part 2,
+`--only-tiny` part 1. `--aoti-ops default,torch` builds a second AOTI engine with every vdrt op
+forced to torch (Inductor fuses all of it); `--aoti-weights in_so` links the weights into the .so.
 
 AOTI packages crash at load on the lent GPU image unless libstdc++ is preloaded; this script
 re-executes itself with LD_PRELOAD set at start (vdrt.engines.aoti.ensure_preload, see
@@ -43,6 +45,7 @@ class Result(Row):
     export_s: float | None = None
     compile_s: float | None = None
     rel_err: float | None = None
+    verify_s: float | None = None
     error: str | None = None
 
 
@@ -118,40 +121,55 @@ def run_wan(args, b: Bench) -> None:
     b.row(case, "vdrt-torch-cudagraph", lambda: graphed(*x), ref)
     if dm is not None:
         b.row(case, "diffusers-eager", lambda: dm(*x, return_dict=False)[0], ref)
-    out = aoti_rows(args, b, ours, case, x, ref)
-    if out is not None:
-        second_shape_row(args, b, ours, out)
+    eng = None
+    for variant in args.aoti_ops.split(","):
+        got = aoti_rows(args, b, ours, case, x, ref, variant)
+        eng = eng or got
+        gc.collect()
+    if eng is not None:
+        second_shape_row(args, b, ours, eng)
     if dm is not None and not args.no_compile:
         compile_row(b, dm, case, x, ref)
 
 
-def aoti_rows(args, b: Bench, ours, case, x, ref):
+def aoti_rows(args, b: Bench, ours, case, x, ref, variant: str):
+    """Build, load and time one AOTI engine. variant "default": our kernels as triton_ops inside the
+    package; "torch": every vdrt op forced to its torch fallback, so Inductor fuses all of it."""
     import vdrt
+    from vdrt.engines import manifest as mf
     from vdrt.engines.loading import load
 
-    out = Path(tempfile.mkdtemp(prefix="vdrt-bench-")) / "wan-aoti"
+    impl = "vdrt-aoti" if variant == "default" else f"vdrt-aoti-{variant}ops"
+    out = Path(tempfile.mkdtemp(prefix="vdrt-bench-")) / f"wan-aoti-{variant}"
     shapes = {"batch": (1, 1, 2), "frames": (args.frames2, args.frames, args.frames), "height": args.height,
               "width": args.width, "text_len": args.text_len}
+    ops = {op: "torch" for op in vdrt.ops.OPS} if variant == "torch" else {}
     try:
-        vdrt.export.build(ours, "aoti", out, precision="bf16", shapes=shapes, cache=False, load=False)
+        with vdrt.ops.use(**ops):
+            vdrt.export.build(ours, "aoti", out, precision="bf16", shapes=shapes, cache=False, load=False,
+                              aoti_weights=args.aoti_weights)
     except Exception as e:
-        b.fail(case, "vdrt-aoti", e)
+        b.fail(case, impl, e)
         return None
     secs = json.loads((out / "manifest.json").read_text())["build"]["seconds"]
     times = dict(build_s=secs["total"], export_s=secs["export"], compile_s=secs["compile"])
     t0 = time.perf_counter()
+    mf.verify_artifacts(out, mf.read(out))  # timed alone: the hash share of the load time
+    verify_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     try:
         eng = vdrt.load_engine(out)
     except Exception as e:
-        b.fail(case, "vdrt-aoti", e)
+        b.fail(case, impl, e)
         return None
     load_s = time.perf_counter() - t0
-    b.row(case, "vdrt-aoti", lambda: eng(*x), ref, load_s=load_s, **times)
+    b.row(case, impl, lambda: eng(*x), ref, load_s=load_s, verify_s=verify_s, **times)
     try:
         graphed = load(out, cuda_graphs=True)
-        b.row(case, "vdrt-aoti-cudagraph", lambda: graphed(*x), ref)
+        b.row(case, f"{impl}-cudagraph", lambda: graphed(*x), ref)
+        del graphed
     except Exception as e:
-        b.fail(case, "vdrt-aoti-cudagraph", e)
+        b.fail(case, f"{impl}-cudagraph", e)
     return eng
 
 
@@ -228,6 +246,10 @@ def main():
     ap.add_argument("--rep-ms", type=int, default=2000)
     ap.add_argument("--no-compile", action="store_true", help="skip diffusers torch.compile (~150 s)")
     ap.add_argument("--no-tiny", action="store_true", help="skip the launch-overhead rows on tiny models")
+    ap.add_argument("--only-tiny", action="store_true", help="only the launch-overhead rows on tiny models")
+    ap.add_argument("--aoti-ops", default="default",
+                    help="comma list of AOTI variants: default (our kernels inside) and/or torch (all torch ops)")
+    ap.add_argument("--aoti-weights", default="external", choices=["external", "in_so"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -237,7 +259,8 @@ def main():
     ensure_preload(force=os.environ.get("VDRT_AOTI_PRELOAD", "") != "0")
     t0 = time.perf_counter()
     b = Bench("engines", args.rep_ms)
-    run_wan(args, b)
+    if not args.only_tiny:
+        run_wan(args, b)
     gc.collect()
     torch.cuda.empty_cache()
     if not args.no_tiny:

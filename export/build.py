@@ -59,9 +59,14 @@ class CallWrapper(torch.nn.Module):
 
 
 def build(module, backend: str, out, precision: str = "bf16", shapes: dict | None = None, example=None,
-          cache: bool = True, load: bool = True, device=None, **options):
-    """Build `module` (a vdrt denoiser) into engine directory `out`; returns the loaded engine (or `out`)."""
+          cache: bool = True, load: bool = True, device=None, force: bool = False, **options):
+    """Build `module` (a vdrt denoiser) into engine directory `out`; returns the loaded engine (or `out`).
+
+    An existing non-empty `out` is refused unless `force=True`, which replaces an engine directory
+    (never a directory that is not one).
+    """
     check_backend(backend, precision, options)
+    check_out(out, force)
     dtype = precision_dtype(precision)
     module = cast(module, dtype)
     prof = shapes_mod.profile(module.config, shapes or {})
@@ -78,9 +83,20 @@ def check_backend(backend: str, precision: str, options: dict) -> None:
         from vdrt.engines.tensorrt import import_tensorrt
 
         import_tensorrt()  # fail before minutes of export if TensorRT is missing
+    mode = options.get("aoti_weights")
+    if mode is not None and (backend != "aoti" or mode not in ("external", "in_so")):
+        raise ConfigError(f"aoti_weights={mode!r}: the option belongs to the aoti backend and takes 'external' "
+                          "(weights.safetensors beside the package, the default) or 'in_so' (linked into the .so)")
     if precision in ("fp8", "int8") and backend != "tensorrt":
         raise ConfigError(f"precision {precision} needs a quantized (Q/DQ) network and the tensorrt backend; "
                           "aoti and onnx engines take fp32, bf16 or fp16")
+
+
+def check_out(out, force: bool) -> None:
+    out = Path(out)
+    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} already exists; choose another out directory, or pass force=True "
+                          "(vdrt build --force) to replace the engine there")
 
 
 def precision_dtype(precision: str) -> torch.dtype:

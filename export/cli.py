@@ -16,12 +16,13 @@ log = logging.getLogger(__name__)
 
 def build_command(args) -> int:
     from vdrt.export import shapes as sh
-    from vdrt.export.build import build, check_backend
+    from vdrt.export.build import build, check_backend, check_out
 
     for flag in ("frames", "height", "width", "batch", "text_len"):
         if getattr(args, flag, None) is not None:
             sh.parse_triple(flag.replace("_", "-"), getattr(args, flag))  # format errors first, before any loading
     check_backend(args.backend, args.precision, {})
+    check_out(args.out, getattr(args, "force", False))
     _maybe_preload(args.backend)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     den = _load(args.model, device)
@@ -29,7 +30,8 @@ def build_command(args) -> int:
                                    text_len=getattr(args, "text_len", None))
     t0 = time.perf_counter()
     out = build(den, args.backend, args.out, precision=args.precision, shapes=shapes,
-                cache=not getattr(args, "no_cache", False), load=False, **_source(args.model))
+                cache=not getattr(args, "no_cache", False), load=False, force=getattr(args, "force", False),
+                **_source(args.model))
     _report(out, time.perf_counter() - t0)
     return 0
 

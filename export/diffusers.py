@@ -205,15 +205,20 @@ def _describe_svd(model, dtype: torch.dtype):
 
 
 def build_diffusers(model, backend: str, out, precision: str = "bf16", shapes: dict | None = None, example=None,
-                    cache: bool = True, load: bool = True, swap: bool = True, device=None, **options):
-    """Build a diffusers SVD UNet or Wan transformer into an engine; returns the loaded engine (or `out`)."""
+                    cache: bool = True, load: bool = True, swap: bool = True, device=None, force: bool = False,
+                    **options):
+    """Build a diffusers SVD UNet or Wan transformer into an engine; returns the loaded engine (or `out`).
+
+    An existing non-empty `out` is refused unless `force=True` (as vdrt.export.build).
+    """
     require("diffusers", "diffusers")
-    from vdrt.export.build import Target, build_target, check_backend, precision_dtype
+    from vdrt.export.build import Target, build_target, check_backend, check_out, precision_dtype
     from vdrt.export.shapes import Profile, profile
 
     if type(model).__name__ not in SUPPORTED:
         raise ConfigError(f"the generic diffusers path takes {list(SUPPORTED)}; got {type(model).__name__}")
     check_backend(backend, precision, options)
+    check_out(out, force)
     dtype = precision_dtype(precision)
     model = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
     if swap:

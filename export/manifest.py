@@ -11,6 +11,7 @@ import torch
 
 import vdrt
 from vdrt.engines.manifest import FORMAT_VERSION
+from vdrt import fsutil
 from vdrt.fsutil import atomic_path, sha256_file
 
 TOOLS = {"torch": "torch", "triton": "triton", "onnx": "onnx", "onnxscript": "onnxscript",
@@ -41,7 +42,16 @@ def device_info(device: torch.device) -> dict:
 
 
 def artifact_records(workdir: Path, names: list[str]) -> dict:
-    return {n: {"sha256": sha256_file(workdir / n), "bytes": (workdir / n).stat().st_size} for n in names}
+    """sha256 and size of each artifact; files over two chunks also get per-chunk hashes (fast parallel check)."""
+    return {n: _record(workdir / n) for n in names}
+
+
+def _record(f: Path) -> dict:
+    rec = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+    chunk = fsutil.CHUNK_BYTES
+    if rec["bytes"] > 2 * chunk:
+        rec.update(chunk_bytes=chunk, chunk_sha256=fsutil.sha256_chunks(f, chunk))
+    return rec
 
 
 def write(workdir: Path, *, backend: str, target, precision: str, profile, artifacts: list[str],

@@ -134,3 +134,15 @@ def test_gpu_engine_bf16_matches_eager_and_graphs_replay(tmp_path, backend):
         assert rel_err(got, want) <= 2e-2  # bf16 compiled vs bf16 eager: different fusion and rounding
         if graphed is not None:
             torch.testing.assert_close(graphed(*x), got, rtol=0, atol=0)
+
+
+def test_existing_out_is_refused_before_export_unless_force(tmp_path):
+    from vdrt.errors import ConfigError
+
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    den = vdrt.load_denoiser("wan-tiny")
+    with pytest.raises(ConfigError, match="already exists.*force=True"):
+        vdrt.export.build(den, "onnx", out, precision="fp32", shapes=SHAPES["wan-tiny"])
+    assert (out / "manifest.json").read_text() == "{}"

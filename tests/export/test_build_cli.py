@@ -73,3 +73,21 @@ def test_run_outside_the_profile_is_refused(engines, tmp_path, capsys):
                  "32", "--steps", "1", "--no-progress", "--device", "cpu"])
     assert code == 2
     assert "frames=9" in capsys.readouterr().err
+
+
+def test_existing_out_is_refused_unless_force(engines, monkeypatch, tmp_path, capsys):
+    import shutil
+
+    _, _, session_dir = engines("factorized-tiny", "aoti")
+    out = tmp_path / "engine"
+    shutil.copytree(session_dir, out)
+    before = (out / "manifest.json").read_bytes()
+    argv = ["build", "factorized-tiny", "--backend", "aoti", "--precision", "fp32", *_flags(), "--device", "cpu",
+            "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--force" in err and "Traceback" not in err
+    assert (out / "manifest.json").read_bytes() == before
+    monkeypatch.setattr(aoti_backend, "build_artifacts", lambda *a, **k: pytest.fail("should be a cache hit"))
+    assert main([*argv, "--force"]) == 0
+    assert (out / "model.pt2").read_bytes() == (session_dir / "model.pt2").read_bytes()

@@ -213,3 +213,35 @@ def test_pipeline_runs_an_engine_directory(tmp_path):
     pipe = vdrt.Pipeline.from_pretrained(str(write_engine(tmp_path / "e")), device="cpu")
     video = pipe("a red circle", num_frames=3, height=16, width=16, num_steps=1, progress=False)
     assert video.frames.shape == (3, 16, 16, 3) and video.frames.dtype.name == "uint8"
+
+
+def test_big_artifacts_are_checked_chunk_by_chunk(tmp_path, monkeypatch):
+    from vdrt import fsutil
+    from vdrt.export import manifest as export_manifest
+
+    d = write_engine(tmp_path / "e")
+    blob = d / "weights.bin"
+    blob.write_bytes(torch.randint(0, 256, (5 * 4096 + 17,), dtype=torch.uint8).numpy().tobytes())
+    monkeypatch.setattr(fsutil, "CHUNK_BYTES", 4096)
+    recs = export_manifest.artifact_records(d, ["model.onnx", "weights.bin"])
+    assert "chunk_sha256" not in recs["model.onnx"] and len(recs["weights.bin"]["chunk_sha256"]) == 6
+    assert recs["weights.bin"]["chunk_sha256"] == fsutil.sha256_chunks(blob, 4096, workers=1)
+    _edit_manifest(d, artifacts=recs)
+    load_engine(d)
+    data = bytearray(blob.read_bytes())
+    data[3 * 4096 + 5] ^= 0x10  # one bit in the fourth chunk
+    blob.write_bytes(bytes(data))
+    with pytest.raises(EngineError, match=r"weights\.bin does not match its sha256"):
+        load_engine(d)
+
+
+@pytest.mark.parametrize("bad", [{"chunk_bytes": 16}, {"chunk_bytes": "4096"}, {"chunk_sha256": "abc"}])
+def test_malformed_chunk_records_never_pass(tmp_path, bad):
+    from vdrt import fsutil
+
+    d = write_engine(tmp_path / "e")
+    rec = {"sha256": sha256_file(d / "model.onnx"), "bytes": (d / "model.onnx").stat().st_size,
+           "chunk_bytes": 4096, "chunk_sha256": fsutil.sha256_chunks(d / "model.onnx", 4096), **bad}
+    _edit_manifest(d, artifacts={"model.onnx": rec})
+    with pytest.raises(EngineError, match="does not match its sha256"):
+        load_engine(d)

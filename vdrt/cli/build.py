@@ -21,7 +21,8 @@ def add_parser(sub):
     p.add_argument("--text-len", default=None, help="MIN:OPT:MAX text tokens (default 1:L:L, L = the model's)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--no-cache", action="store_true", help="build even if the build cache has this engine")
-    p.add_argument("--out", required=True, help="engine directory to write")
+    p.add_argument("--out", required=True, help="engine directory to write (refused if it exists, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace the engine directory at --out")
     p.set_defaults(func=run_build)
 
 

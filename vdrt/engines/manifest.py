@@ -73,17 +73,30 @@ def _check_artifact_names(artifacts: dict, path) -> None:
 
 
 def verify_artifacts(path, m: dict) -> None:
-    """Every artifact exists with its recorded size and sha256 (EngineError naming the file otherwise)."""
-    from vdrt.fsutil import sha256_file
+    """Every artifact exists with its recorded size and sha256 (EngineError naming the file otherwise).
 
+    Artifacts recorded with `chunk_sha256` (files over two chunks) are checked piece by piece on
+    several threads; the others with one sha256 of the whole file.
+    """
     path = Path(path)
     for name, rec in m["artifacts"].items():
         f = path / name
         if not f.is_file():
             raise EngineError(f"{path}: artifact {name} is missing; the engine directory is incomplete, rebuild it")
-        if f.stat().st_size != rec.get("bytes") or sha256_file(f) != rec.get("sha256"):
+        if f.stat().st_size != rec.get("bytes") or not _hash_matches(f, rec):
             raise EngineError(f"{path}: artifact {name} does not match its sha256 in manifest.json (corrupted or "
                               "tampered with); refusing to load it. Rebuild the engine")
+
+
+def _hash_matches(f: Path, rec: dict) -> bool:
+    from vdrt.fsutil import sha256_chunks, sha256_file
+
+    chunk, chunks = rec.get("chunk_bytes"), rec.get("chunk_sha256")
+    if chunks is None:
+        return sha256_file(f) == rec.get("sha256")
+    if not isinstance(chunk, int) or chunk < 4096 or not isinstance(chunks, list):
+        return False  # a malformed record never passes
+    return sha256_chunks(f, chunk) == chunks
 
 
 # ---------------------------------------------------------------- device compatibility
