@@ -275,17 +275,54 @@ def fp8_linear_fwd(x, weight_fp8, w_scale, bias=None, fast_accum: bool = True) -
     """(..., K) bf16 x (N, K) e4m3 with w_scale (N elements) -> (..., N) bf16 via _scaled_mm."""
     k, n = x.shape[-1], weight_fp8.shape[0]
     xq, xs = quantize_rows(x.reshape(-1, k), "fp8")  # (M, K) e4m3, (M, 1)
-    m = xq.shape[0]
-    pad = -m % SCALED_MM_M_MULTIPLE  # cuBLASLt rowwise fp8 has no algorithm for M=5 (H100): pad rows
-    if pad:
-        xq = torch.nn.functional.pad(xq.view(torch.uint8), (0, 0, 0, pad)).view(xq.dtype)
-        xs = torch.nn.functional.pad(xs, (0, 0, 0, pad), value=1.0)
-    out = torch._scaled_mm(xq, weight_fp8.t(), scale_a=xs, scale_b=w_scale.reshape(1, n).float(),
-                           bias=bias, out_dtype=torch.bfloat16, use_fast_accum=fast_accum)[:m]
+    out = scaled_mm_rowwise(xq, xs, weight_fp8, w_scale.reshape(1, n).float(), bias, fast_accum)
     return out.reshape(*x.shape[:-1], n)
 
 
-SCALED_MM_M_MULTIPLE = 16
+# cuBLASLt's rowwise-scaled fp8 GEMM has no algorithm for some small-M shapes on the H100 (M=5 at
+# K=1536; M<=17 at K=8960, N=1536 under torch 2.11 + CUDA 13): rows are padded to the first of these
+# multiples that cuBLASLt accepts, remembered per (M, K, N); if none is, the same fp8 codes are
+# multiplied dequantized in bf16 (correct, bf16 speed) and that is logged once per shape.
+SCALED_MM_ROW_MULTIPLES = (16, 64, 128)
+_MM_PLAN: dict[tuple[int, int, int], int] = {}  # (M, K, N) -> accepted row multiple, 0 = dequantized
+
+
+def scaled_mm_rowwise(xq, xs, wq, ws, bias, fast_accum: bool) -> torch.Tensor:
+    """(M, K) e4m3 * xs (M, 1) @ ((N, K) e4m3 * ws (1, N)).T + bias -> (M, N) bf16."""
+    key = (xq.shape[0], xq.shape[1], wq.shape[0])
+    plan = _MM_PLAN.get(key)
+    for multiple in (plan,) if plan is not None else SCALED_MM_ROW_MULTIPLES:
+        if not multiple:
+            break
+        try:
+            out = _scaled_mm_padded(xq, xs, wq, ws, bias, fast_accum, multiple)
+        except RuntimeError as e:
+            if "NOT_SUPPORTED" not in str(e):
+                raise
+            continue
+        _MM_PLAN[key] = multiple
+        return out
+    if _MM_PLAN.get(key) != 0:
+        log.warning("cuBLASLt has no rowwise fp8 GEMM for M=%d K=%d N=%d; multiplying the same fp8 codes "
+                    "dequantized in bf16 for this shape", *key)
+        _MM_PLAN[key] = 0
+    return _dequantized_mm(xq, xs, wq, ws, bias)
+
+
+def _scaled_mm_padded(xq, xs, wq, ws, bias, fast_accum: bool, multiple: int) -> torch.Tensor:
+    m = xq.shape[0]
+    pad = -m % multiple
+    if pad:
+        xq = torch.nn.functional.pad(xq.view(torch.uint8), (0, 0, 0, pad)).view(xq.dtype)
+        xs = torch.nn.functional.pad(xs, (0, 0, 0, pad), value=1.0)
+    return torch._scaled_mm(xq, wq.t(), scale_a=xs, scale_b=ws, bias=bias, out_dtype=torch.bfloat16,
+                            use_fast_accum=fast_accum)[:m]
+
+
+def _dequantized_mm(xq, xs, wq, ws, bias) -> torch.Tensor:
+    x = (xq.float() * xs).to(torch.bfloat16)  # (M, K)
+    w = (wq.float() * ws.reshape(-1, 1)).to(torch.bfloat16)  # (N, K)
+    return torch.nn.functional.linear(x, w, None if bias is None else bias.to(torch.bfloat16))
 
 
 INT_MM_MIN_M = 17  # torch._int_mm on CUDA wants more than 16 rows

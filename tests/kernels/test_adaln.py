@@ -153,7 +153,10 @@ def test_gpu_op_under_compile():
 
     args = (kw["x"], kw["y"], kw["gate"], kw["shift"], kw["scale"])
     got, want = torch.compile(f, fullgraph=True)(*args), f(*args)
+    assert [g.shape for g in got] == [w.shape for w in want]
     for g, w in zip(got, want):
+        if w.numel() == 0:  # the unused fp8 outputs are empty tensors
+            continue
         # the compiled graph may round one intermediate differently: allow 1 bf16 ulp on < 0.1% of elements
         # (measured on the H100: 27 of 786432 elements off by one ulp)
         assert (g != w).float().mean().item() < 1e-3

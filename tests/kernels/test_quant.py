@@ -247,3 +247,57 @@ def test_gpu_registry_linears(name):
         y = ops.linear(x, w, b)
     exact = F.linear(x.double(), w.double(), b.double())
     assert ((y.double() - exact).norm() / (exact - b.double()).norm()).item() < 0.06  # e4m3: ~3.7%
+
+
+def _fp8_codes(m, k, n, seed):
+    x, w, b = _rand(m, k, seed=seed, scale=1.0), _rand(n, k, seed=seed + 1, scale=0.1), _rand(n, seed=seed + 2)
+    xq, xs = Q.reference_quantize(x, "fp8")
+    wq, ws = Q.reference_quantize(w, "fp8")
+    return x, w, b, xq, xs.float(), wq, ws.float().reshape(1, n)
+
+
+def test_scaled_mm_pads_rows_until_cublaslt_accepts_and_remembers(monkeypatch):
+    x, w, b, xq, xs, wq, ws = _fp8_codes(5, 64, 48, seed=40)
+    seen = []
+
+    def fake_scaled_mm(a, bt, scale_a, scale_b, bias, out_dtype, use_fast_accum):
+        seen.append(a.shape[0])
+        if a.shape[0] % 64:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_NOT_SUPPORTED when calling `cublasLtMatmulAlgoGetHeuristic`")
+        return ((a.float() * scale_a) @ (bt.float() * scale_b) + bias.float()).to(out_dtype)
+
+    monkeypatch.setattr(torch, "_scaled_mm", fake_scaled_mm)
+    monkeypatch.setattr(Q, "_MM_PLAN", {})
+    y = Q.scaled_mm_rowwise(xq, xs, wq, ws, b, True)
+    assert seen == [16, 64] and Q._MM_PLAN[(5, 64, 48)] == 64 and y.shape == (5, 48)
+    torch.testing.assert_close(y.double(), _simulated_linear(x, w, b, "fp8"), rtol=2e-2, atol=2e-2)
+    Q.scaled_mm_rowwise(xq, xs, wq, ws, b, True)
+    assert seen == [16, 64, 64]  # the second call goes straight to the accepted multiple
+
+
+def test_scaled_mm_without_any_algorithm_multiplies_the_same_codes_dequantized(monkeypatch, caplog):
+    x, w, b, xq, xs, wq, ws = _fp8_codes(17, 64, 48, seed=50)
+
+    def no_algorithm(*a, **k):
+        raise RuntimeError("CUBLAS_STATUS_NOT_SUPPORTED")
+
+    monkeypatch.setattr(torch, "_scaled_mm", no_algorithm)
+    monkeypatch.setattr(Q, "_MM_PLAN", {})
+    with caplog.at_level("WARNING", logger=Q.__name__):
+        y = Q.scaled_mm_rowwise(xq, xs, wq, ws, b, True)
+        Q.scaled_mm_rowwise(xq, xs, wq, ws, b, True)
+    assert caplog.text.count("no rowwise fp8 GEMM for M=17 K=64 N=48") == 1
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+    torch.testing.assert_close(y.double(), _simulated_linear(x, w, b, "fp8"), rtol=2e-2, atol=2e-2)
+
+
+def test_scaled_mm_other_errors_are_not_swallowed(monkeypatch):
+    *_, xq, xs, wq, ws = _fp8_codes(16, 64, 48, seed=60)
+
+    def oom(*a, **k):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(torch, "_scaled_mm", oom)
+    monkeypatch.setattr(Q, "_MM_PLAN", {})
+    with pytest.raises(RuntimeError, match="out of memory"):
+        Q.scaled_mm_rowwise(xq, xs, wq, ws, None, True)
