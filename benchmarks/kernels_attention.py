@@ -12,6 +12,9 @@ FFN 8960):
 - quantize per-token / per-channel fp8 and int8 of (32760, 1536|8960) bf16: GB/s against 3.0 TB/s,
   counting the essential traffic (read 2 B, write 1 B per element, plus the scales).
 
+Linears and quantize kernels also get "-graph" rows: the same call replayed from a CUDA graph,
+i.e. GPU time without Python / launch overhead (what an engine with CUDA graphs pays).
+
 Each of ours is checked against a float64 reference at the benchmark shape before it is timed;
 rel_err = ||out - ref|| / ||ref||. A row that fails keeps its error and the others still run.
 Medians from triton.testing.do_bench. Usage:
@@ -26,7 +29,7 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -118,6 +121,34 @@ def measure(cfg: Config, fn: Callable[[], torch.Tensor], ref: torch.Tensor | Non
         res.error = f"{type(e).__name__}: {e}"[:500]
     _rates(cfg, res)
     return res
+
+
+def graphed(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """`fn` captured once in a CUDA graph: a replay costs GPU time only (no Python or launch overhead)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):  # warm-up: compile, autotune, cuBLASLt plan choice
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+
+    def replay():
+        graph.replay()
+        return out
+    return replay
+
+
+def measure_graphed(cfg: Config, fn, ref, meta: dict) -> Result:
+    """`measure` of `fn` replayed from a CUDA graph (impl gets a "-graph" suffix)."""
+    cfg = replace(cfg, impl=cfg.impl + "-graph")
+    try:
+        g = graphed(fn)
+    except Exception as e:  # fail soft
+        return _error_row(cfg.bench, cfg.case, cfg.impl, e, meta)
+    return measure(cfg, g, ref, meta)
 
 
 def _rates(cfg: Config, res: Result) -> None:
@@ -230,9 +261,10 @@ def _linear_case(k: int, n: int, meta: dict) -> list[Result]:
     bias = torch.randn(n, device=DEVICE, generator=gen).bfloat16()
     ref = F.linear(x.double(), w.double(), bias.double())
     flops = 2.0 * M_TOKENS * k * n
-    bf16 = measure(Config("linear", label, "torch-bf16", flops, ceiling="bf16_gemm"), lambda: F.linear(x, w, bias),
-                   ref, meta)
-    return [bf16, *_quantized_linear_rows(label, x, w, bias, ref, flops, meta)]
+    cfg = Config("linear", label, "torch-bf16", flops, ceiling="bf16_gemm")
+    bf16 = [measure(cfg, lambda: F.linear(x, w, bias), ref, meta),
+            measure_graphed(cfg, lambda: F.linear(x, w, bias), ref, meta)]
+    return [*bf16, *_quantized_linear_rows(label, x, w, bias, ref, flops, meta)]
 
 
 def _quantized_linear_rows(label, x, w, bias, ref, flops, meta) -> list[Result]:
@@ -247,6 +279,7 @@ def _quantized_linear_rows(label, x, w, bias, ref, flops, meta) -> list[Result]:
             continue
         cfg = Config("linear", label, f"vdrt-{kind}", flops, ceiling="fp8_gemm", tol=0.06)
         rows.append(measure(cfg, lambda op=op, wq=wq, ws=ws: op(x, wq, ws, bias), ref, meta))
+        rows.append(measure_graphed(cfg, lambda op=op, wq=wq, ws=ws: op(x, wq, ws, bias), ref, meta))
     xq, xs = Q.quantize_rows(x, "fp8")
     wq, ws = Q.quantize_linear_weight(w, "fp8")
     gemm = lambda: torch._scaled_mm(xq, wq.t(), scale_a=xs, scale_b=ws.reshape(1, -1), bias=bias,  # noqa: E731
@@ -279,6 +312,8 @@ def quant_rows(meta: dict) -> list[Result]:
                 cfg = Config("quant", f"M{M_TOKENS} C{c}", f"vdrt-{kind}-per-{axis}", nbytes=nbytes, ceiling="copy",
                              tol=1e-3)
                 rows.append(_quant_row(cfg, fn, x, kind, ref, meta))
+                if rows[-1].error is None:  # verified just above; now without launch overhead
+                    rows.append(measure_graphed(cfg, lambda fn=fn, kind=kind: fn(x, kind)[0], None, meta))
         del x
         torch.cuda.empty_cache()
     return rows
@@ -297,6 +332,7 @@ def _quant_row(cfg: Config, fn, x, kind, ref, meta) -> Result:
     res = measure(cfg, lambda: fn(x, kind)[0], None, meta)
     res.rel_err = rel
     return res
+
 
 
 # ---------------------------------------------------------------- main

@@ -107,32 +107,49 @@ def to_int8(y):
 @triton.jit
 def _quant_rows_kernel(X, Q, S, R, C, stride_xr, stride_xc, stride_qr, stride_qc,
                        IS_FP8: tl.constexpr, EMULATE: tl.constexpr, BLOCK_R: tl.constexpr,
-                       BLOCK_C: tl.constexpr):
-    """Grid (cdiv(R, BLOCK_R),): each row r of x (R, C) gets q[r, :] and scale S[r] = amax / QMAX."""
+                       BLOCK_C: tl.constexpr, ONE_PASS: tl.constexpr):
+    """Grid (cdiv(R, BLOCK_R),): each row r of x (R, C) gets q[r, :] and scale S[r] = amax / QMAX.
+
+    ONE_PASS (C <= BLOCK_C): the rows stay in registers between the amax and the quantization,
+    so x is read once; otherwise x is read twice (amax pass, then quantize pass).
+    """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_C)
     row_ok = rows[:, None] < R
     x_row = X + rows[:, None].to(tl.int64) * stride_xr
     q_row = Q + rows[:, None].to(tl.int64) * stride_qr
-    amax = tl.zeros([BLOCK_R], tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        m = row_ok & ((c0 + cols)[None, :] < C)
-        x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
-        amax = tl.maximum(amax, tl.max(tl.abs(x), 1))
-    if IS_FP8:
-        scale = tl.maximum(amax, 1e-12) / 448.0
+    if ONE_PASS:
+        m = row_ok & (cols[None, :] < C)
+        x = tl.load(x_row + cols[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
+        scale = _row_scale(tl.max(tl.abs(x), 1), IS_FP8)
+        tl.store(q_row + cols[None, :] * stride_qc, _quantize(x / scale[:, None], IS_FP8, EMULATE), mask=m)
     else:
-        scale = tl.maximum(amax, 1e-12) / 127.0
-    for c0 in range(0, C, BLOCK_C):
-        m = row_ok & ((c0 + cols)[None, :] < C)
-        x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
-        y = x / scale[:, None]
-        if IS_FP8:
-            q = to_e4m3(y, EMULATE)
-        else:
-            q = to_int8(y)
-        tl.store(q_row + (c0 + cols)[None, :] * stride_qc, q, mask=m)
+        amax = tl.zeros([BLOCK_R], tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            m = row_ok & ((c0 + cols)[None, :] < C)
+            x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
+            amax = tl.maximum(amax, tl.max(tl.abs(x), 1))
+        scale = _row_scale(amax, IS_FP8)
+        for c0 in range(0, C, BLOCK_C):
+            m = row_ok & ((c0 + cols)[None, :] < C)
+            x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
+            tl.store(q_row + (c0 + cols)[None, :] * stride_qc, _quantize(x / scale[:, None], IS_FP8, EMULATE),
+                     mask=m)
     tl.store(S + rows, scale, mask=rows < R)
+
+
+@triton.jit
+def _row_scale(amax, IS_FP8: tl.constexpr):
+    if IS_FP8:
+        return tl.maximum(amax, 1e-12) / 448.0
+    return tl.maximum(amax, 1e-12) / 127.0
+
+
+@triton.jit
+def _quantize(y, IS_FP8: tl.constexpr, EMULATE: tl.constexpr):
+    if IS_FP8:
+        return to_e4m3(y, EMULATE)
+    return to_int8(y)
 
 
 @triton.jit
@@ -199,7 +216,8 @@ def _launch_rows(x, q, scale, kind: str) -> None:
     warps = 8 if block_r * block_c >= 4096 else 4
     wrap_triton(_quant_rows_kernel)[(triton.cdiv(r, block_r),)](
         x, q, scale, r, c, x.stride(0), x.stride(1), q.stride(0), q.stride(1),
-        IS_FP8=kind == "fp8", EMULATE=_interpreting(), BLOCK_R=block_r, BLOCK_C=block_c, num_warps=warps)
+        IS_FP8=kind == "fp8", EMULATE=_interpreting(), BLOCK_R=block_r, BLOCK_C=block_c, ONE_PASS=c <= block_c,
+        num_warps=warps)
 
 
 def quantize_per_token_fwd(x: torch.Tensor, kind: str):

@@ -63,3 +63,18 @@ def test_weights_file_lacking_a_constant_is_refused_naming_it(engines, tmp_path)
     (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EngineError, match=f"lacks 1 constant.*{gone}"):
         vdrt.load_engine(d)
+
+
+def test_elementwise_ops_on_auto_are_exported_in_torch_form_and_forced_ones_kept():
+    from vdrt import ops
+    from vdrt.export import aoti
+
+    assert aoti.inductor_choices() == {op: "torch" for op in aoti.FUSED_BY_INDUCTOR}
+    with ops.use(adaln_modulate="torch", rope_qk_norm="auto"):
+        ops.set_choice("rms_norm", "torch")
+        try:
+            got = aoti.inductor_choices()
+        finally:
+            ops.set_choice("rms_norm", "auto")
+    assert "adaln_modulate" not in got and "rms_norm" not in got and got["rope_qk_norm"] == "torch"
+    assert set(aoti.FUSED_BY_INDUCTOR).isdisjoint({"attention", "temporal_attention", "linear"})

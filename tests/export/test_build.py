@@ -115,8 +115,9 @@ def test_aoti_engine_loads_after_the_preload_reexec(engines):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["aoti", "onnx"])
-def test_gpu_engine_bf16_matches_eager_and_graphs_replay(tmp_path, backend):
+@pytest.mark.parametrize("backend, forced", [("aoti", {}), ("aoti", {"adaln_modulate": "vdrt", "rope_qk_norm": "vdrt"}),
+                                             ("onnx", {})], ids=["aoti", "aoti-kernels-inside", "onnx"])
+def test_gpu_engine_bf16_matches_eager_and_graphs_replay(tmp_path, backend, forced):
     if backend == "onnx":
         ort = pytest.importorskip("onnxruntime")
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -124,7 +125,9 @@ def test_gpu_engine_bf16_matches_eager_and_graphs_replay(tmp_path, backend):
     from vdrt.engines.loading import load
 
     den = vdrt.load_denoiser("wan-tiny", dtype=torch.bfloat16, device="cuda")
-    eng = vdrt.export.build(den, backend, tmp_path / "e", precision="bf16", shapes=SHAPES["wan-tiny"], cache=False)
+    with vdrt.ops.use(**forced):  # forced: our Triton kernels compiled into the package as triton_ops
+        eng = vdrt.export.build(den, backend, tmp_path / "e", precision="bf16", shapes=SHAPES["wan-tiny"],
+                                cache=False)
     assert eng.manifest["device"]["type"] == "cuda" and eng.device.type == "cuda"
     graphed = load(tmp_path / "e", cuda_graphs=True) if backend == "aoti" else None
     for i, (b, f, h, w, t) in enumerate(CALLS["wan-tiny"] * 2):
