@@ -141,15 +141,20 @@ def _quant_rows_kernel(X, Q, S, R, C, stride_xr, stride_xc, stride_qr, stride_qc
 @triton.jit
 def _row_scale(amax, IS_FP8: tl.constexpr):
     if IS_FP8:
-        return tl.maximum(amax, 1e-12) / 448.0
-    return tl.maximum(amax, 1e-12) / 127.0
+        scale = tl.maximum(amax, 1e-12) / 448.0
+    else:
+        scale = tl.maximum(amax, 1e-12) / 127.0
+    return scale
 
 
 @triton.jit
 def _quantize(y, IS_FP8: tl.constexpr, EMULATE: tl.constexpr):
+    """One return statement: compiled Triton rejects returns of different types under a constexpr if."""
     if IS_FP8:
-        return to_e4m3(y, EMULATE)
-    return to_int8(y)
+        q = to_e4m3(y, EMULATE)
+    else:
+        q = to_int8(y)
+    return q
 
 
 @triton.jit
