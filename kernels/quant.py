@@ -215,10 +215,20 @@ def quantize_rows(x: torch.Tensor, kind: str, out: tuple | None = None):
     return q, scale
 
 
+ONE_PASS_MAX_C = 16384  # rows up to this many channels are read once (one row per program above 2048)
+
+
 def _launch_rows(x, q, scale, kind: str) -> None:
     r, c = x.shape
-    block_r, block_c = 4, min(triton.next_power_of_2(c), 64 if _interpreting() else 2048)
-    warps = 8 if block_r * block_c >= 4096 else 4
+    if _interpreting():
+        block_r, block_c, warps = 4, min(triton.next_power_of_2(c), 64), 4
+    elif c <= 2048:
+        block_r, block_c = 4, triton.next_power_of_2(c)
+        warps = 8 if block_r * block_c >= 4096 else 4
+    elif c <= ONE_PASS_MAX_C:
+        block_r, block_c, warps = 1, triton.next_power_of_2(c), 16
+    else:
+        block_r, block_c, warps = 4, 2048, 8
     wrap_triton(_quant_rows_kernel)[(triton.cdiv(r, block_r),)](
         x, q, scale, r, c, x.stride(0), x.stride(1), q.stride(0), q.stride(1),
         IS_FP8=kind == "fp8", EMULATE=_interpreting(), BLOCK_R=block_r, BLOCK_C=block_c, ONE_PASS=c <= block_c,
@@ -305,8 +315,9 @@ def fp8_linear_fwd(x, weight_fp8, w_scale, bias=None, fast_accum: bool = True) -
 # cuBLASLt's rowwise-scaled fp8 GEMM has no algorithm for some small-M shapes on the H100 (M=5 at
 # K=1536; M<=17 at K=8960, N=1536 under torch 2.11 + CUDA 13): rows are padded to the first of these
 # multiples that cuBLASLt accepts, remembered per (M, K, N); if none is, the same fp8 codes are
-# multiplied dequantized in bf16 (correct, bf16 speed) and that is logged once per shape.
-SCALED_MM_ROW_MULTIPLES = (16, 64, 128)
+# multiplied in bf16 (e4m3 codes are exact in bf16; scales applied to the fp32-accumulated sums),
+# correct at bf16 speed, logged once per shape.
+SCALED_MM_ROW_MULTIPLES = (1, 16, 64, 128)  # 1 first: padding M=32760 to 32768 costs a copy of x
 _MM_PLAN: dict[tuple[int, int, int], int] = {}  # (M, K, N) -> accepted row multiple, 0 = dequantized
 
 
@@ -343,9 +354,11 @@ def _scaled_mm_padded(xq, xs, wq, ws, bias, fast_accum: bool, multiple: int) -> 
 
 
 def _dequantized_mm(xq, xs, wq, ws, bias) -> torch.Tensor:
-    x = (xq.float() * xs).to(torch.bfloat16)  # (M, K)
-    w = (wq.float() * ws.reshape(-1, 1)).to(torch.bfloat16)  # (N, K)
-    return torch.nn.functional.linear(x, w, None if bias is None else bias.to(torch.bfloat16))
+    codes = torch.nn.functional.linear(xq.to(torch.bfloat16), wq.to(torch.bfloat16))  # (M, N), exact products
+    out = codes.float() * xs * ws.reshape(1, -1)
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(torch.bfloat16)
 
 
 INT_MM_MIN_M = 17  # torch._int_mm on CUDA wants more than 16 rows

@@ -12,7 +12,7 @@ case $stage in
   wan) (cd benchmarks && timeout 560 python3 engines.py --no-tiny --out $OUT/engines_wan.json "$@" 2>&1 \
             | tee $OUT/engines_wan.log | grep -v "^INFO\|^I " | tail -40) ;;
   recheck) (cd tests && LD_PRELOAD=/lib/x86_64-linux-gnu/libstdc++.so.6 timeout 300 python3 -m pytest -q -m gpu \
-            -p no:cacheprovider kernels/test_quant.py kernels/test_adaln.py export -rs 2>&1 | tee $OUT/gpu_recheck.log \
+            -p no:cacheprovider ${RECHECK:-kernels/test_quant.py kernels/test_adaln.py export} -rs 2>&1 | tee $OUT/gpu_recheck.log \
             | tail -15) ;;
   linears) timeout 240 python3 benchmarks/kernels_attention.py --only linear --only quant \
             --out $OUT/kernels_linear_quant.json 2>&1 | tee $OUT/kernels_linear_quant.log | grep -v "^INFO" | tail -45 ;;

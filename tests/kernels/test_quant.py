@@ -272,10 +272,10 @@ def test_scaled_mm_pads_rows_until_cublaslt_accepts_and_remembers(monkeypatch):
     monkeypatch.setattr(torch, "_scaled_mm", fake_scaled_mm)
     monkeypatch.setattr(Q, "_MM_PLAN", {})
     y = Q.scaled_mm_rowwise(xq, xs, wq, ws, b, True)
-    assert seen == [16, 64] and Q._MM_PLAN[(5, 64, 48)] == 64 and y.shape == (5, 48)
+    assert seen == [5, 16, 64] and Q._MM_PLAN[(5, 64, 48)] == 64 and y.shape == (5, 48)
     torch.testing.assert_close(y.double(), _simulated_linear(x, w, b, "fp8"), rtol=2e-2, atol=2e-2)
     Q.scaled_mm_rowwise(xq, xs, wq, ws, b, True)
-    assert seen == [16, 64, 64]  # the second call goes straight to the accepted multiple
+    assert seen == [5, 16, 64, 64]  # the second call goes straight to the accepted multiple
 
 
 def test_scaled_mm_without_any_algorithm_multiplies_the_same_codes_dequantized(monkeypatch, caplog):
