@@ -235,8 +235,12 @@ def test_gpu_linears_at_wan_shapes(kind, kn):
     assert torch.isfinite(y).all()
     # vs the float64 simulation of the same codes: only accumulation order (fp8 fast accumulation) and bf16 output
     assert ((y.double() - sim).norm() / (sim - b.double()).norm()).item() < 2e-2
-    for m in (5, 16, 17):  # tiny M: padding for _int_mm
-        torch.testing.assert_close(fn(x[:m], wq, ws, b).double(), sim[:m], rtol=2e-2, atol=2e-2)
+    for m in (5, 16, 17):  # tiny M: padded or fallback paths; every row must be its own row's result
+        got = fn(x[:m], wq, ws, b).double()
+        # per-row error relative to the row's size, as above: an elementwise atol fails at K=8960, where the
+        # fp8 fast-accumulation GEMM is off by up to 0.028 on outputs of std ~1.9 (measured on the H100)
+        row_err = (got - sim[:m]).norm(dim=1) / (sim[:m] - b.double()).norm(dim=1)
+        assert torch.isfinite(got).all() and (row_err < 2e-2).all(), row_err
 
 
 @pytest.mark.gpu
