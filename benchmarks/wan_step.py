@@ -42,23 +42,9 @@ def step_flops(cfg, tokens: int, text: int) -> float:
 def diffusers_model(cfg):
     from diffusers import WanTransformer3DModel
 
-    return WanTransformer3DModel(patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads,
-                                 attention_head_dim=cfg.dim // cfg.num_heads, in_channels=cfg.in_channels,
-                                 out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
-                                 ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=cfg.cross_attn_norm,
-                                 eps=cfg.eps, rope_max_seq_len=cfg.rope_max_seq_len)
+    from vdrt.models.wan_convert import config_to_diffusers
 
-
-def keep_fp32_modules(dm):
-    """What diffusers' from_pretrained(torch_dtype=bf16) does: its _keep_in_fp32_modules stay fp32.
-
-    A plain .to(bf16) also casts Wan's rope tables, time embedder and norms (diffusers warns about it).
-    """
-    keep = set(getattr(dm, "_keep_in_fp32_modules", None) or [])
-    for name, mod in dm.named_modules():
-        if keep & set(name.split(".")):
-            mod.float()
-    return dm
+    return WanTransformer3DModel(**config_to_diffusers(cfg))
 
 
 def ours_from(dm, cfg):
@@ -85,6 +71,7 @@ def main():
 
 def run(args):
     from vdrt import models, ops
+    from vdrt.bench_peers import keep_fp32_modules
     from vdrt.engines.torch import TorchEngine
 
     cfg = models.config_from_name(args.preset)

@@ -1,21 +1,21 @@
 """`vdrt bench`: time denoiser steps of a model, or (--quality) run the ground-truth quality oracle.
 
-    vdrt bench factorized-tiny --device cuda                  # median ms per denoiser step
+    vdrt bench factorized-tiny --device cuda                  # per-step latency table (vdrt.bench_step)
+    vdrt bench wan2.1-t2v-1.3b --backend aoti --steps 4 --peers diffusers,compile --json rows.json
     vdrt bench --quality                                      # the oracle on vdrt-tiny, 64 test clips
     vdrt bench vdrt-tiny-teacher --quality --weights-dir runs/tiny --clips 256 --out q.json
 
 Quality runs on model cards (`<name>.json` + `.safetensors`) found in --weights-dir, else in
 the embedded weight folders ($VDRT_WEIGHTS_DIR, then the package), through the batched
 `vdrt.quality.oracle.CardGenerator`. Timing takes a card name, a preset, a checkpoint or an
-engine directory, and feeds random inputs of the model's default size (or --frames/--height/--width).
+engine directory, and feeds random inputs of the model's default size (or --frames/--height/--width);
+see vdrt/bench_step.py for what each timing row holds.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import logging
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -28,11 +28,19 @@ DEFAULT_MODEL = "vdrt-tiny"
 
 
 def command(args) -> int:
-    rows = [quality_row(args)] if args.quality else [timing_row(args)]
-    print(format_rows(rows))
+    if args.quality:
+        rows = [quality_row(args)]
+        print(format_rows(rows))
+    else:
+        from vdrt.bench_step import timing_rows
+
+        rows = timing_rows(args, run_meta)
+        print(format_table(rows))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        from vdrt.fsutil import atomic_path
+
+        with atomic_path(Path(args.out)) as tmp:
+            tmp.write_text(json.dumps(rows, indent=1))
     return 0
 
 
@@ -51,7 +59,17 @@ def find_card(name: str, weights_dir=None) -> Path | None:
 
 def run_meta(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": name, "commit": _commit(), "date": datetime.date.today().isoformat(), "torch": torch.__version__}
+    return {"device": name, "commit": _commit(), "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+            "triton": _version("triton"), "vdrt": _version("vdrt")}
+
+
+def _version(dist: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _commit() -> str:
@@ -91,97 +109,21 @@ def quality_row(args) -> dict:
             **result, **run_meta(device)}
 
 
-# ---------------------------------------------------------------- timing
-
-
-def _denoiser(name: str, weights_dir, device, dtype):
-    """(callable denoiser, config, default (frames, height, width)) for a card, engine dir, checkpoint or preset."""
-    from vdrt import models
-
-    card = None if (weights_dir is None and Path(name).exists()) else find_card(name, weights_dir)
-    if card is not None:
-        from vdrt.quality.oracle import load_card_models, read_card
-
-        c = read_card(card)
-        den = load_card_models(c)[0].to(device=device, dtype=dtype)
-        d = c["defaults"]
-        return den, den.config, (d["num_frames"], d["height"], d["width"])
-    if (Path(name) / "manifest.json").is_file():
-        from vdrt.engines import load_engine
-
-        engine = load_engine(name, device=device)
-        cfg = models.config_from_dict(engine.manifest["model_config"])
-        return engine, cfg, _default_size(cfg, name)
-    from vdrt.loader import load_denoiser
-
-    den = load_denoiser(name, dtype=dtype, device=device)
-    return den, den.config, _default_size(den.config, name)
-
-
-def _default_size(cfg, name: str) -> tuple[int, int, int]:
-    from vdrt.assemble import defaults_for
-
-    d = defaults_for(cfg, name)
-    return d.num_frames, d.height, d.width
-
-
-def step_inputs(cfg, batch: int, frames: int, height: int, width: int, device, dtype) -> tuple:
-    """Random (latents, timestep, context, extra) for one call; pixel models (3 channels) take pixels,
-    others Wan-VAE latents (frames (F-1)/4+1, 8x smaller)."""
-    if cfg.in_channels == 3:
-        f, h, w = frames, height, width
-    else:
-        f, h, w = (frames - 1) // 4 + 1, height // 8, width // 8
-    g = torch.Generator().manual_seed(0)
-    rand = lambda *s: torch.randn(*s, generator=g).to(device, dtype)  # noqa: E731
-    x = rand(batch, cfg.in_channels, f, h, w)
-    extra = {}
-    if cfg.cond_channels:
-        extra["cond"] = rand(batch, cfg.cond_channels, f, h, w)
-    if getattr(cfg, "image_dim", None):
-        extra["image_embeds"] = rand(batch, 257, cfg.image_dim)
-    t = torch.full((batch,), 500.0, device=device)
-    return x, t, rand(batch, cfg.text_len, cfg.text_dim), extra
-
-
-def _time_ms(fn, repeats: int, device: torch.device) -> tuple[float, float]:
-    """(first-call ms, median ms of `repeats` later calls)."""
-    def once() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return 1000 * (time.perf_counter() - t)
-
-    first = once()
-    return first, statistics.median(once() for _ in range(max(1, repeats)))
-
-
-def timing_row(args) -> dict:
-    name = args.model or (DEFAULT_MODEL if find_card(DEFAULT_MODEL, args.weights_dir) else "factorized-tiny")
-    device = _device(args.device)
-    dtype = _dtype(args.dtype, device)
-    den, cfg, (f, h, w) = _denoiser(name, args.weights_dir, device, dtype)
-    f, h, w = args.frames or f, args.height or h, args.width or w
-    x, t, ctx, extra = step_inputs(cfg, args.batch or 1, f, h, w, device, dtype)
-    with torch.no_grad():
-        first, ms = _time_ms(lambda: den(x, t, ctx, **extra), args.repeats, device)
-    return {"bench": "step", "case": f"{args.batch or 1}x{f}x{h}x{w}", "impl": f"{name} {str(dtype).split('.')[-1]}",
-            "ms": ms, "first_ms": first, "repeats": args.repeats, **run_meta(device)}
-
-
-def _dtype(arg, device: torch.device) -> torch.dtype:
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if arg is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if arg not in names:
-        raise ConfigError(f"--dtype {arg!r} is not one of {sorted(names)}")
-    return names[arg]
-
-
 # ---------------------------------------------------------------- output
+
+
+TABLE = (("impl", "impl"), ("ms", "ms"), ("p90_ms", "p90 ms"), ("first_ms", "first ms"), ("tflops", "TFLOP/s"),
+         ("pct_of_ceiling", "% ceil"), ("peak_mem_gb", "peak GB"), ("rel_err_vs_ours", "rel err"))
+
+
+def format_table(rows: list[dict]) -> str:
+    """Timing rows as a table: one line per impl (the case and device above it)."""
+    head = f"{rows[0]['model']}  {rows[0]['case']}  on {rows[0]['device']}"
+    cells = [[h for _, h in TABLE]] + [[_fmt(r.get(k)) for k, _ in TABLE] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(TABLE))]
+    lines = ["  ".join(c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(len(c)))
+             for c in cells]
+    return "\n".join([head, *lines])
 
 
 def format_rows(rows: list[dict]) -> str:

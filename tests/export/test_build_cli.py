@@ -91,3 +91,20 @@ def test_existing_out_is_refused_unless_force(engines, monkeypatch, tmp_path, ca
     monkeypatch.setattr(aoti_backend, "build_artifacts", lambda *a, **k: pytest.fail("should be a cache hit"))
     assert main([*argv, "--force"]) == 0
     assert (out / "model.pt2").read_bytes() == (session_dir / "model.pt2").read_bytes()
+
+
+def test_bench_times_an_engine_dir_and_builds_the_asked_backend(engines, tmp_path, capsys):
+    _, _, session_dir = engines("factorized-tiny", "onnx")
+    size = ["--frames", "3", "--height", "16", "--width", "16", "--repeats", "2", "--device", "cpu"]
+    rows = tmp_path / "rows.json"
+    assert main(["bench", str(session_dir), *size, "--json", str(rows)]) == 0
+    (row,) = json.loads(rows.read_text())
+    assert row["impl"] == "vdrt-onnx" and row["case"] == "1x3x16x16 fp32" and row["tflops"] > 0
+    assert main(["bench", "factorized-tiny", "--backend", "onnx", *size, "--json", str(rows)]) == 0
+    (row,) = json.loads(rows.read_text())
+    assert row["impl"] == "vdrt-onnx" and row["model"] == "factorized-tiny" and row["ms"] > 0
+    capsys.readouterr()
+    assert main(["bench", str(session_dir), *size, "--peers", "compile"]) == 2
+    assert "needs the model itself" in capsys.readouterr().err
+    assert main(["bench", str(session_dir), *size, "--backend", "aoti"]) == 2
+    assert "engine directory built for onnx" in capsys.readouterr().err

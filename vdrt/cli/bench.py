@@ -1,6 +1,8 @@
 """`vdrt bench`: time the denoiser step of a model (and, with --quality, the quality oracle)."""
 from __future__ import annotations
 
+import argparse
+
 from vdrt.errors import VdrtError
 
 
@@ -9,7 +11,7 @@ def add_parser(sub):
     p.add_argument("model", nargs="?", default=None, help="model card name (default vdrt-tiny), preset, checkpoint or engine directory")
     p.add_argument("--quality", action="store_true", help="run the ground-truth quality metrics (vdrt-tiny)")
     p.add_argument("--device", default=None)
-    p.add_argument("--out", default=None, help="write JSON rows here")
+    p.add_argument("--out", "--json", dest="out", default=None, help="write JSON rows here")
     p.add_argument("--weights-dir", default=None, help="folder holding the model card <model>.json + weights "
                    "(default: the embedded weight folders)")
     q = p.add_argument_group("quality (--quality)")
@@ -21,10 +23,16 @@ def add_parser(sub):
     t = p.add_argument_group("timing (without --quality)")
     t.add_argument("--batch", type=int, default=None, help="batch size (timing: 1; quality: clips per call, 64)")
     t.add_argument("--repeats", type=int, default=10, help="timed calls (the median is reported)")
-    t.add_argument("--frames", type=int, default=None)
-    t.add_argument("--height", type=int, default=None)
-    t.add_argument("--width", type=int, default=None)
-    t.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on CUDA, fp32 on CPU)")
+    t.add_argument("--frames", type=int, default=None, help="pixel frames (default: the model's)")
+    t.add_argument("--height", type=int, default=None, help="pixels")
+    t.add_argument("--width", type=int, default=None, help="pixels")
+    t.add_argument("--precision", default=None, help="fp32 | bf16 | fp16 (default: bf16 on CUDA, fp32 on CPU)")
+    t.add_argument("--dtype", default=None, help=argparse.SUPPRESS)  # older spelling: float32 | bfloat16 | float16
+    t.add_argument("--backend", default=None,
+                   help="torch | aoti | onnx: build the model into that engine first (default: torch, or the "
+                        "engine directory's own backend)")
+    t.add_argument("--steps", type=int, default=0, help="also time one end-to-end clip of N sampler steps")
+    t.add_argument("--peers", default=None, help="comma list of peers timed in the same process: diffusers,compile")
     p.set_defaults(func=run_bench)
 
 

@@ -45,6 +45,16 @@ def config_from_diffusers(d: dict[str, Any]) -> WanConfig:
     )
 
 
+def config_to_diffusers(cfg: WanConfig) -> dict[str, Any]:
+    """WanConfig -> `WanTransformer3DModel(**kwargs)` (the inverse of config_from_diffusers)."""
+    return dict(patch_size=tuple(cfg.patch_size), num_attention_heads=cfg.num_heads,
+                attention_head_dim=cfg.dim // cfg.num_heads, in_channels=cfg.in_channels + cfg.cond_channels,
+                out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim,
+                num_layers=cfg.num_layers, cross_attn_norm=cfg.cross_attn_norm, eps=cfg.eps,
+                image_dim=cfg.image_dim, rope_max_seq_len=cfg.rope_max_seq_len,
+                **({"added_kv_proj_dim": cfg.dim} if cfg.image_dim else {}))
+
+
 def _check_diffusers_config(d: dict[str, Any]) -> None:
     cls = d.get("_class_name", DIFFUSERS_CLASS)
     if cls != DIFFUSERS_CLASS:
@@ -115,6 +125,19 @@ def rename_diffusers_key(key: str) -> str | None:
         if m:
             return target(m) if callable(target) else m.expand(target)
     return None
+
+
+def state_dict_to_diffusers(ours: dict[str, Any], diffusers_keys) -> dict[str, Any]:
+    """Our WanModel state dict under the diffusers names `diffusers_keys` (same rules, read backwards)."""
+    out = {}
+    for key in diffusers_keys:
+        if _IGNORED.fullmatch(key):
+            continue
+        name = rename_diffusers_key(key)
+        if name is None or name not in ours:
+            raise CheckpointError(f"diffusers key {key!r} has no vdrt tensor ({name!r}); the configs differ")
+        out[key] = ours[name]
+    return out
 
 
 def state_dict_from_diffusers(sd: dict[str, Any]) -> dict[str, Any]:
