@@ -34,6 +34,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from common import graphed
 
 log = logging.getLogger("vdrt.bench.kernels_attention")
 
@@ -123,32 +124,9 @@ def measure(cfg: Config, fn: Callable[[], torch.Tensor], ref: torch.Tensor | Non
     return res
 
 
-def graphed(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """`fn` captured once in a CUDA graph: a replay costs GPU time only (no Python or launch overhead)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):  # warm-up: compile, autotune, cuBLASLt plan choice
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
-
-    def replay():
-        graph.replay()
-        return out
-    return replay
-
-
 def measure_graphed(cfg: Config, fn, ref, meta: dict) -> Result:
     """`measure` of `fn` replayed from a CUDA graph (impl gets a "-graph" suffix)."""
-    cfg = replace(cfg, impl=cfg.impl + "-graph")
-    try:
-        g = graphed(fn)
-    except Exception as e:  # fail soft
-        return _error_row(cfg.bench, cfg.case, cfg.impl, e, meta)
-    return measure(cfg, g, ref, meta)
+    return measure(replace(cfg, impl=cfg.impl + "-graph"), graphed(fn), ref, meta)  # capture errors fail soft
 
 
 def _rates(cfg: Config, res: Result) -> None:

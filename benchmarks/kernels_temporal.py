@@ -13,7 +13,8 @@ reference, and a "copy" row: a plain device copy of the same byte count (the cei
 Every row of ours is checked against the float64 reference at the benchmark shape before it
 is timed: max_err must be within 3x torch's own bf16 error (+1 ulp); rel_err = ||out-ref||/||ref||.
 A failing row keeps its error string and the others still run. Medians from
-triton.testing.do_bench; GB/s against the H100's measured 3.0 TB/s copy ceiling. Usage:
+triton.testing.do_bench; GB/s against the H100's measured 3.0 TB/s copy ceiling. "-graph" rows
+replay the same call from a CUDA graph (GPU time without Python / launch overhead). Usage:
     python benchmarks/kernels_temporal.py --out benchmarks/results/h100/kernels_temporal.json
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from common import median_ms, meta, write_rows
+from common import graphed, median_ms, meta, write_rows
 
 log = logging.getLogger("vdrt.bench.kernels_temporal")
 
@@ -239,8 +240,11 @@ def _adaln_case(A, name: str, args: dict, nbytes: float, rep_ms: int) -> list[Re
         return _verify(out[0].float() * out[2] if fp8 else out[0], case)
 
     compiled = torch.compile(A.reference)
-    return [measure(case, "vdrt-triton", functools.partial(A.launch, **args), check, rep_ms),
-            measure(case, "torch.compile(reference)", functools.partial(compiled, **args), rep_ms=rep_ms),
+    ours, theirs = functools.partial(A.launch, **args), functools.partial(compiled, **args)
+    return [measure(case, "vdrt-triton", ours, check, rep_ms),
+            measure(case, "vdrt-triton-graph", graphed(ours), check, rep_ms),
+            measure(case, "torch.compile(reference)", theirs, rep_ms=rep_ms),
+            measure(case, "torch.compile(reference)-graph", graphed(theirs), rep_ms=rep_ms),
             measure(case, "eager(reference)", functools.partial(A.reference, **args), rep_ms=rep_ms),
             copy_row(case, rep_ms)]
 
@@ -252,7 +256,9 @@ def rope_rows(rep_ms: int) -> list[Result]:
     w = torch.randn(WIDTH, device=DEVICE)
     case = Case("rope_qk_norm", f"{M_TOKENS}x{HEADS}x{WIDTH // HEADS}", 2.0 * x.numel() * 2,
                 R.reference(x.double(), w.double(), HEADS, GRID), R.reference(x, w, HEADS, GRID))
-    rows = [measure(case, "vdrt-triton", lambda: R.launch(x, w, HEADS, GRID), lambda o: _verify(o, case), rep_ms)]
+    ours = lambda: R.launch(x, w, HEADS, GRID)  # noqa: E731
+    rows = [measure(case, "vdrt-triton", ours, lambda o: _verify(o, case), rep_ms),
+            measure(case, "vdrt-triton-graph", graphed(ours), lambda o: _verify(o, case), rep_ms)]
     compiled = torch.compile(R.reference, dynamic=False)
     rows.append(measure(case, "torch.compile(reference)", lambda: compiled(x, w, HEADS, GRID), rep_ms=rep_ms))
     rows.append(measure(case, "eager(reference)", lambda: R.reference(x, w, HEADS, GRID), rep_ms=rep_ms))
