@@ -27,6 +27,27 @@ def device_ok(*tensors: torch.Tensor) -> bool:
     return dev.type == "cuda" or (dev.type == "cpu" and interpreting())
 
 
+def traceable(kernel, *tensors):
+    """`kernel` as a triton_op body should launch it: through `torch.library.wrap_triton` while torch
+    traces (torch.compile, torch.export, AOTI: fake or functional tensors, or a tracing mode active),
+    directly in eager, where wrap_triton's dispatch costs ~0.1-0.2 ms of CPU per launch (measured on
+    the H100: a 0.058 ms quantize took 0.242 ms a call eagerly)."""
+    if _tracing(tensors):
+        return torch.library.wrap_triton(kernel)
+    return kernel
+
+
+def _tracing(tensors) -> bool:
+    from torch._subclasses.fake_tensor import is_fake
+
+    if torch.compiler.is_compiling():
+        return True
+    keys = torch._C._TorchDispatchModeKey
+    if any(torch._C._get_dispatch_mode(k) is not None for k in (keys.FAKE, keys.PROXY, keys.FUNCTIONAL)):
+        return True
+    return any(isinstance(t, torch.Tensor) and (is_fake(t) or torch._is_functional_tensor(t)) for t in tensors)
+
+
 def define_op(qualname: str, fn: Callable, fake: Callable, kernel):
     """`vdrt::name` as a triton_op (torch.compile/export/AOTI compile the kernel in).
 

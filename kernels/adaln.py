@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted, to_e4m3
+from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted, traceable, to_e4m3
 
 _CUDA_DTYPES = (torch.bfloat16, torch.float16)
 _CPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -151,7 +151,7 @@ def launch(x, shift, scale, y=None, gate=None, weight=None, bias=None, eps=1e-6,
 def _modulate_impl(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float,
                    weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
     """vdrt::adaln_modulate: LayerNorm(x) * (1 + scale) + shift, (B, L, C) -> (B, L, C)."""
-    return launch(x, shift, scale, weight=weight, bias=bias, eps=eps, wrap=torch.library.wrap_triton)[0]
+    return launch(x, shift, scale, weight=weight, bias=bias, eps=eps, wrap=lambda k: traceable(k, x))[0]
 
 
 def _modulate_fake(x, shift, scale, eps, weight, bias):
@@ -163,7 +163,7 @@ def _residual_impl(x: torch.Tensor, y: Optional[torch.Tensor], gate: Optional[to
                    bias: Optional[torch.Tensor], eps: float, rms: bool,
                    fp8: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """vdrt::adaln_residual -> (out (B, L, C) x.dtype or e4m3, residual (B, L, C) or (0,), scales (B, L, 1) or (0,))."""
-    return launch(x, shift, scale, y, gate, weight, bias, eps, rms, fp8, wrap=torch.library.wrap_triton)
+    return launch(x, shift, scale, y, gate, weight, bias, eps, rms, fp8, wrap=lambda k: traceable(k, x))
 
 
 def _residual_fake(x, y, gate, shift, scale, weight, bias, eps, rms, fp8):

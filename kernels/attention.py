@@ -29,8 +29,9 @@ import os
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
+from vdrt.kernels._common import traceable
 from vdrt.kernels.quant import cast
 
 LOG2E = 1.4426950408889634
@@ -191,11 +192,11 @@ def attention_fwd(q, k, v, scale: float | None = None, block_m: int | None = Non
         block_m, block_n = block_m or INTERPRET_BLOCKS[0], block_n or INTERPRET_BLOCKS[1]
     if block_m is not None:
         grid = (triton.cdiv(lq, block_m), b * h)
-        wrap_triton(_attn_fwd)[grid](*args, HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n or 64,
+        traceable(_attn_fwd, *args)[grid](*args, HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n or 64,
                                      INTERP=_interpreting())
     else:
         grid = lambda meta: (triton.cdiv(lq, meta["BLOCK_M"]), b * h)  # noqa: E731
-        wrap_triton(_attn_fwd_tuned)[grid](*args, HEAD_DIM=d)
+        traceable(_attn_fwd_tuned, *args)[grid](*args, HEAD_DIM=d)
     return out
 
 

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
 
+from vdrt.kernels._common import traceable
 from vdrt.kernels.attention import LOG2E, _check, _interpreting, _op, _out
 from vdrt.kernels.attention import reference as _dense_reference
 from vdrt.kernels.quant import cast, to_e4m3, to_int8
@@ -241,7 +242,7 @@ def quantize_qk(x, block: int, mean=None, extra_scale: float = 1.0):
     xq = torch.empty((b, h, n_pad, d), dtype=torch.int8, device=x.device)
     scale = torch.empty((b, h, n_pad // block), dtype=torch.float32, device=x.device)
     grid = (n_pad // block, b * h)
-    wrap_triton(_quant_int8_kernel)[grid](
+    traceable(_quant_int8_kernel, x)[grid](
         x, mean if mean is not None else scale, xq, scale, h, n, n_pad, extra_scale,
         x.stride(0), x.stride(1), x.stride(2), HEAD_DIM=d, BLOCK=block, HAS_MEAN=mean is not None,
         num_warps=_warps(block, d))
@@ -255,7 +256,7 @@ def quantize_v_fp8(v, block: int):
     lo, hi = torch.aminmax(v, dim=1)  # (B, H, D) each, no fp32 copy of v
     vscale = (torch.maximum(hi.float(), -lo.float()).clamp_min(EPS) / FP8_MAX).contiguous()
     vt = torch.empty((b, h, d, n_pad), dtype=torch.float8_e4m3fn, device=v.device)
-    wrap_triton(_quant_v_fp8_kernel)[(n_pad // block, b * h)](
+    traceable(_quant_v_fp8_kernel, v)[(n_pad // block, b * h)](
         v, vscale, vt, h, n, n_pad, v.stride(0), v.stride(1), v.stride(2), HEAD_DIM=d, BLOCK=block,
         EMULATE=_interpreting(), num_warps=_warps(block, d))
     return vt, vscale
@@ -298,9 +299,9 @@ def attention_int8_fwd(q, k, v, scale: float | None = None, pv_fp8: bool | None 
     meta = dict(HEAD_DIM=d, BLOCK_M=bm, BLOCK_N=bn, PV_FP8=pv_fp8)
     grid = (q8.shape[2] // bm, b * h)
     if _interpreting():
-        wrap_triton(_attn_int8_fwd)[grid](*args, **meta, INTERP=True)
+        traceable(_attn_int8_fwd, *args)[grid](*args, **meta, INTERP=True)
     else:
-        wrap_triton(_attn_int8_fwd_tuned)[grid](*args, **meta, INTERP=False)
+        traceable(_attn_int8_fwd_tuned, *args)[grid](*args, **meta, INTERP=False)
     return out
 
 

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+
+from vdrt.kernels._common import traceable
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +231,7 @@ def _launch_rows(x, q, scale, kind: str) -> None:
         block_r, block_c, warps = 1, triton.next_power_of_2(c), 16
     else:
         block_r, block_c, warps = 4, 2048, 8
-    wrap_triton(_quant_rows_kernel)[(triton.cdiv(r, block_r),)](
+    traceable(_quant_rows_kernel, x)[(triton.cdiv(r, block_r),)](
         x, q, scale, r, c, x.stride(0), x.stride(1), q.stride(0), q.stride(1),
         IS_FP8=kind == "fp8", EMULATE=_interpreting(), BLOCK_R=block_r, BLOCK_C=block_c, ONE_PASS=c <= block_c,
         num_warps=warps)
@@ -255,7 +257,7 @@ def quantize_per_channel_fwd(x: torch.Tensor, kind: str):
     scale = (torch.maximum(hi.float(), -lo.float()).clamp_min(EPS) / qmax).view(1, c)
     q = torch.empty((m, c), dtype=dtype, device=x.device)
     bm, bc = (16, 32) if _interpreting() else (32, 128)
-    wrap_triton(_quant_cols_kernel)[(triton.cdiv(m, bm), triton.cdiv(c, bc))](
+    traceable(_quant_cols_kernel, x2)[(triton.cdiv(m, bm), triton.cdiv(c, bc))](
         x2, scale, q, m, c, x2.stride(0), x2.stride(1), IS_FP8=kind == "fp8", EMULATE=_interpreting(),
         BLOCK_M=bm, BLOCK_C=bc, num_warps=4)
     return q.view(x.shape), scale
@@ -267,7 +269,7 @@ def dequant_epilogue(q, row_scale=None, col_scale=None, bias=None, dtype=torch.b
     out = torch.empty((m, n), dtype=dtype, device=q.device) if out is None else out
     bm, bn = (16, 32) if _interpreting() else (32, 128)
     dummy = q
-    wrap_triton(_dequant_kernel)[(triton.cdiv(m, bm), triton.cdiv(n, bn))](
+    traceable(_dequant_kernel, q)[(triton.cdiv(m, bm), triton.cdiv(n, bn))](
         q, row_scale.contiguous() if row_scale is not None else dummy,
         col_scale.contiguous() if col_scale is not None else dummy,
         bias.contiguous() if bias is not None else dummy, out, m, n, q.stride(0), q.stride(1),

@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted
+from vdrt.kernels._common import cast_out, define_op, device_ok, is_interpreted, traceable
 
 _CUDA_DTYPES = (torch.bfloat16, torch.float16)
 _CPU_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -126,7 +126,7 @@ def launch(x, weight, num_heads: int, grid, eps: float = 1e-6, theta: float = 10
 def _op_impl(x: torch.Tensor, weight: Optional[torch.Tensor], num_heads: int, grid_f: int, grid_h: int,
              grid_w: int, eps: float, theta: float) -> torch.Tensor:
     """vdrt::rope_qk_norm: (B, L, H*D) -> (B, L, H, D), RMSNorm across heads then 3-D RoPE."""
-    return launch(x, weight, num_heads, (grid_f, grid_h, grid_w), eps, theta, wrap=torch.library.wrap_triton)
+    return launch(x, weight, num_heads, (grid_f, grid_h, grid_w), eps, theta, wrap=lambda k: traceable(k, x))
 
 
 def _op_fake(x, weight, num_heads, grid_f, grid_h, grid_w, eps, theta):
