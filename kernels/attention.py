@@ -24,15 +24,14 @@ runs instead, so tests exercise several blocks and the ragged tails at tiny shap
 """
 from __future__ import annotations
 
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from vdrt.kernels._common import traceable
-from vdrt.kernels.quant import cast
+from vdrt.kernels._common import cast_out, traceable
+from vdrt.kernels._common import interpreting as _interpreting
 
 LOG2E = 1.4426950408889634
 HEAD_DIMS = (64, 128)
@@ -89,7 +88,7 @@ def _attn_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, start, stop, Lk, stride_kl, st
         else:
             v = tl.load(v_ptrs)
         acc = acc * alpha[:, None]
-        acc = tl.dot(_op(cast(p, v.dtype, INTERP), INTERP), _op(v, INTERP), acc)
+        acc = tl.dot(_op(cast_out(p, v.dtype, INTERP), INTERP), _op(v, INTERP), acc)
         m_i = m_new
         k_ptrs += BLOCK_N * stride_kl
         v_ptrs += BLOCK_N * stride_vl
@@ -125,7 +124,7 @@ def _attn_fwd(Q, K, V, O, H, Lq, Lk, qk_scale,
                                     stride_vl, qk_scale, BLOCK_N, True, INTERP)
     out = acc / l_i[:, None]
     o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ol + offs_d[None, :]
-    tl.store(o_ptrs, cast(out, O.dtype.element_ty, INTERP), mask=offs_m[:, None] < Lq)
+    tl.store(o_ptrs, cast_out(out, O.dtype.element_ty, INTERP), mask=offs_m[:, None] < Lq)
 
 
 def _configs() -> list[triton.Config]:
@@ -138,10 +137,6 @@ _attn_fwd_tuned = triton.autotune(configs=_configs(), key=["HEAD_DIM", "Lq", "Lk
 
 
 # ---------------------------------------------------------------- launcher
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _check(q, k, v, kernel: str = "attention kernel") -> None:

@@ -40,7 +40,8 @@ from torch.library import triton_op
 from vdrt.kernels._common import traceable
 from vdrt.kernels.attention import LOG2E, _check, _interpreting, _op, _out
 from vdrt.kernels.attention import reference as _dense_reference
-from vdrt.kernels.quant import cast, to_e4m3, to_int8
+from vdrt.kernels._common import cast_out, to_e4m3
+from vdrt.kernels.quant import to_int8
 
 FP8_MAX = 448.0
 INT8_MAX = 127.0
@@ -167,7 +168,7 @@ def _int8_inner(acc, l_i, m_i, q, q_scale, k_ptrs, ks_ptr, v_ptrs, v_step, start
                 v = tl.load(v_ptrs, mask=(s0 + offs_n)[:, None] < Lk, other=0.0)
             else:
                 v = tl.load(v_ptrs)
-            pv = tl.dot(_op(cast(p, v.dtype, INTERP), INTERP), _op(v, INTERP))
+            pv = tl.dot(_op(cast_out(p, v.dtype, INTERP), INTERP), _op(v, INTERP))
         acc = acc * alpha[:, None] + pv
         m_i = m_new
         k_ptrs += BLOCK_N * HEAD_DIM
@@ -217,7 +218,7 @@ def _attn_int8_fwd(Q8, QS, K8, KS, V, VS, O, H, Lq, Lk, Lq_pad, Lk_pad,
     if PV_FP8:
         out = out * (tl.load(VS + pid_bh * HEAD_DIM + offs_d) / 448.0)[None, :]
     o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ol + offs_d[None, :]
-    tl.store(o_ptrs, cast(out, O.dtype.element_ty, INTERP), mask=offs_m[:, None] < Lq)
+    tl.store(o_ptrs, cast_out(out, O.dtype.element_ty, INTERP), mask=offs_m[:, None] < Lq)
 
 
 _TUNE = [triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 3), (8, 4), (4, 3))]

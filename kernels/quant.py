@@ -28,7 +28,6 @@ For torch.export / AOTI, quantize weights ahead with `quantize_linear_weight` an
 from __future__ import annotations
 
 import logging
-import os
 import weakref
 from dataclasses import dataclass
 
@@ -37,7 +36,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from vdrt.kernels._common import traceable
+from vdrt.kernels._common import cast_out, to_e4m3, traceable
+from vdrt.kernels._common import interpreting as _interpreting
 
 log = logging.getLogger(__name__)
 
@@ -70,33 +70,6 @@ def reference_dequantize(q: torch.Tensor, scale: torch.Tensor, dtype=torch.float
 
 
 # ---------------------------------------------------------------- Triton kernels
-
-
-@triton.jit
-def to_e4m3(x, EMULATE: tl.constexpr):
-    """fp32 -> float8e4nv, round to nearest even, saturating at +-448.
-
-    EMULATE (interpreter only) rounds in fp32 first: the Triton CPU interpreter's own fp8
-    cast drops the carry when rounding up crosses a power of two (31.9 -> 16).
-    """
-    x = tl.minimum(tl.maximum(x, -448.0), 448.0)
-    if EMULATE:
-        bits = x.to(tl.int32, bitcast=True)
-        normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) & -1048576).to(tl.float32, bitcast=True)
-        subnormal = (x + 24576.0) - 24576.0  # multiples of 2**-9, below 2**-6
-        x = tl.where(tl.abs(x) < 0.015625, subnormal, normal)
-    return x.to(tl.float8e4nv)
-
-
-@triton.jit
-def cast(x, DTYPE: tl.constexpr, EMULATE: tl.constexpr):
-    """x.to(DTYPE). EMULATE (interpreter only) first rounds fp32 to bf16 to nearest even, as the
-    GPU's cvt.rn does: the Triton CPU interpreter's own fp32 -> bf16 cast truncates."""
-    if EMULATE:
-        if DTYPE == tl.bfloat16:
-            bits = x.to(tl.float32).to(tl.int32, bitcast=True)
-            x = ((bits + 0x7FFF + ((bits >> 16) & 1)) & -65536).to(tl.float32, bitcast=True)
-    return x.to(DTYPE)
 
 
 @triton.jit
@@ -192,14 +165,10 @@ def _dequant_kernel(Q, SR, SC, Bias, O, M, N, stride_qm, stride_qn, stride_om, s
     if HAS_BIAS:
         y = y + tl.load(Bias + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
     tl.store(O + rm[:, None].to(tl.int64) * stride_om + rn[None, :] * stride_on,
-             cast(y, O.dtype.element_ty, EMULATE), mask=m)
+             cast_out(y, O.dtype.element_ty, EMULATE), mask=m)
 
 
 # ---------------------------------------------------------------- launchers
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def quantize_rows(x: torch.Tensor, kind: str, out: tuple | None = None):
