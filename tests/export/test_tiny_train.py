@@ -17,13 +17,7 @@ TINY = ["--config", '{"dim": 32, "num_heads": 2, "num_layers": 1}',
 TRAIN = ["--steps", "4", "--batch", "2", "--pool", "6", "--warmup", "2", "--log-every", "1", "--device", "cpu", *TINY]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

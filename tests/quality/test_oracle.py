@@ -13,13 +13,7 @@ KEYS = {"clips", "forecast_psnr", "forecast_ssim", "forecast_centroid_px", "t2v_
         "ms_per_clip_extend", "ms_per_clip_t2v"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Recording(torch.nn.Module):

@@ -9,13 +9,7 @@ from vdrt.cli import main
 TINY = ({"dim": 32, "num_heads": 2, "num_layers": 1}, {"dim": 32, "layers": 1, "heads": 2})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

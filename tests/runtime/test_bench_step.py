@@ -10,12 +10,7 @@ FIELDS = {"bench", "model", "case", "impl", "ms", "p90_ms", "first_ms", "peak_me
           "commit", "date", "torch"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_rows_carry_latency_memory_flops_and_the_end_to_end_clip(tmp_path, capsys):

@@ -11,13 +11,7 @@ from vdrt.text.word_tokenizer import default_tokenizer
 PROMPTS = ["a red circle bouncing", "a small blue square moving left and a large white triangle falling"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: on shared, loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
