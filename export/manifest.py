@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import json
 import platform
 from pathlib import Path
@@ -10,26 +9,20 @@ from pathlib import Path
 import torch
 
 import vdrt
-from vdrt.engines.manifest import FORMAT_VERSION
 from vdrt import fsutil
+from vdrt.engines.manifest import FORMAT_VERSION
+from vdrt.errors import dist_version
 from vdrt.fsutil import atomic_path, sha256_file
 
 TOOLS = {"torch": "torch", "triton": "triton", "onnx": "onnx", "onnxscript": "onnxscript",
          "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "diffusers": "diffusers"}
 
 
-def _dist_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def toolchain() -> dict:
     """Versions that decide what a build produces (read from package metadata: nothing heavy is imported)."""
-    tools = {name: _dist_version(dist) for name, dist in TOOLS.items()}
+    tools = {name: dist_version(dist) for name, dist in TOOLS.items()}
     if tools["onnxruntime"] is None:
-        tools["onnxruntime"] = _dist_version("onnxruntime-gpu")
+        tools["onnxruntime"] = dist_version("onnxruntime-gpu")
     tools["torch"] = torch.__version__
     return {"python": platform.python_version(), "cuda": torch.version.cuda, **tools}
 

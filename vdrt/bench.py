@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from vdrt.errors import ConfigError
+from vdrt.errors import ConfigError, dist_version
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,7 @@ def find_card(name: str, weights_dir=None) -> Path | None:
 def run_meta(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {"device": name, "commit": _commit(), "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-            "triton": _version("triton"), "vdrt": _version("vdrt")}
-
-
-def _version(dist: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+            "triton": dist_version("triton"), "vdrt": dist_version("vdrt")}
 
 
 def _commit() -> str:

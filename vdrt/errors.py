@@ -45,3 +45,13 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as e:
         raise MissingDependency(module, extra) from e
+
+
+def dist_version(dist: str) -> str | None:
+    """The installed version of distribution `dist` (package metadata only, nothing imported), or None."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
