@@ -141,11 +141,7 @@ def _quant_cols_kernel(X, SC, Q, M, C, stride_xm, stride_xc, IS_FP8: tl.constexp
     m = (rm[:, None] < M) & (rc[None, :] < C)
     x = tl.load(X + rm[:, None].to(tl.int64) * stride_xm + rc[None, :] * stride_xc, mask=m, other=0.0)
     y = x.to(tl.float32) / tl.load(SC + rc, mask=rc < C, other=1.0)[None, :]
-    if IS_FP8:
-        q = to_e4m3(y, EMULATE)
-    else:
-        q = to_int8(y)
-    tl.store(Q + rm[:, None].to(tl.int64) * C + rc[None, :], q, mask=m)
+    tl.store(Q + rm[:, None].to(tl.int64) * C + rc[None, :], _quantize(y, IS_FP8, EMULATE), mask=m)
 
 
 @triton.jit

@@ -24,7 +24,7 @@ def ttir(kernel, signature: dict[str, str], constexprs: dict):
 
 
 def check_quant_rows() -> str:
-    """Front-end compile the per-row quantize kernel in all four variants (fp8/int8, one/two pass)."""
+    """Front-end compile the quantize kernels: per-row in four variants (fp8/int8, one/two pass), per-column in two."""
     try:
         from triton.compiler import ASTSource  # noqa: F401  (internal API: skip if it moved)
     except ImportError as e:
@@ -40,4 +40,9 @@ def check_quant_rows() -> str:
                                                       "BLOCK_C": 2048, "ONE_PASS": one_pass})
             assert "tt.func" in str(module)
             n += 1
+        sig = {"X": "*bf16", "SC": "*fp32", "Q": "*fp8e4nv" if fp8 else "*i8", "M": "i32", "C": "i32",
+               "stride_xm": "i32", "stride_xc": "i32"}
+        module = ttir(Q._quant_cols_kernel, sig, {"IS_FP8": fp8, "EMULATE": False, "BLOCK_M": 32, "BLOCK_C": 128})
+        assert "tt.func" in str(module)
+        n += 1
     return f"{n} variants compiled"
