@@ -53,6 +53,9 @@ def timing_rows(args, meta: Callable[[torch.device], dict]) -> list[dict]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = precision_name(args, device)
     peers = parse_peers(args.peers)
+    if args.steps and args.weights_dir is not None:
+        raise ConfigError("--steps times the pipeline, which finds cards through VDRT_WEIGHTS_DIR: set "
+                          "VDRT_WEIGHTS_DIR=DIR instead of --weights-dir DIR")
     target = load_target(args, device, PRECISIONS[precision])
     f, h, w = (args.frames or target.default_size[0], args.height or target.default_size[1],
                args.width or target.default_size[2])
@@ -264,9 +267,6 @@ def e2e_row(args, target: Target, size: tuple, device, dtype) -> dict:
     """One clip through vdrt.Pipeline (text encoding, `--steps` sampler steps, decoding), warm-up apart."""
     from vdrt.pipeline import Pipeline
 
-    if args.weights_dir is not None:
-        raise ConfigError("--steps times the pipeline, which finds cards through VDRT_WEIGHTS_DIR: set "
-                          "VDRT_WEIGHTS_DIR=DIR instead of --weights-dir DIR")
     source = args.model if target.module is None else target.name
     pipe = Pipeline.from_pretrained(source, dtype=dtype, device=device)
     if target.module is not None and target.backend != "torch":

@@ -66,3 +66,9 @@ def test_step_inputs_fit_each_family():
     cfg = config_from_name("wan-tiny-i2v")
     assert x.shape == (2, cfg.in_channels, 5, 8, 8) and ctx.shape == (2, cfg.text_len, cfg.text_dim)
     assert extra["cond"].shape == (2, 20, 5, 8, 8) and extra["image_embeds"].shape == (2, 257, cfg.image_dim)
+
+
+def test_bench_steps_with_weights_dir_says_to_use_the_env_var(card_dir, capsys):
+    assert main(["bench", "tiny-test", "--weights-dir", str(card_dir), "--steps", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "VDRT_WEIGHTS_DIR=DIR" in err and "Traceback" not in err
