@@ -67,10 +67,10 @@ def reference(x, weight, num_heads: int, grid, eps: float = 1e-6, theta: float =
 
 @triton.jit
 def _rope_qk_norm_kernel(
-    x_ptr, w_ptr, o_ptr,
+    x_ptr, w_ptr, o_ptr, pos_ptr,
     L, E, GH, GW, sx_b, sx_l, eps, log2_theta,
     HALF_D: tl.constexpr, NT: tl.constexpr, NH: tl.constexpr,
-    HAS_W: tl.constexpr, BLOCK_P: tl.constexpr, EMULATE: tl.constexpr,
+    HAS_W: tl.constexpr, BLOCK_P: tl.constexpr, EMULATE: tl.constexpr, HAS_POS: tl.constexpr = False,
 ):
     row = tl.program_id(0).to(tl.int64)
     b = row // L
@@ -82,7 +82,10 @@ def _rope_qk_norm_kernel(
     n = h * tl.rsqrt(tl.sum(h * h, axis=0) / E + eps)
     if HAS_W:
         n = n * tl.load(w_ptr + e, mask=m, other=0.0).to(tl.float32)
-    cos, sin = _angles(tl.arange(0, BLOCK_P) % HALF_D, l, GH, GW, log2_theta, HALF_D, NT, NH)
+    raster = l
+    if HAS_POS:  # tokens in another order (sparse attention's tiles): pos[l] is the grid position
+        raster = tl.load(pos_ptr + l).to(tl.int64)
+    cos, sin = _angles(tl.arange(0, BLOCK_P) % HALF_D, raster, GH, GW, log2_theta, HALF_D, NT, NH)
     x1, x2 = tl.split(tl.reshape(n, (BLOCK_P, 2)))  # (BLOCK_P,) even and odd elements
     out = tl.reshape(tl.join(x1 * cos - x2 * sin, x1 * sin + x2 * cos), (2 * BLOCK_P,))
     tl.store(o_ptr + row * E + e, cast_out(out, o_ptr.dtype.element_ty, EMULATE), mask=m)
@@ -106,30 +109,33 @@ def num_warps_for(e: int) -> int:
     return max(1, min(16, triton.next_power_of_2(e) // 256))
 
 
-def launch(x, weight, num_heads: int, grid, eps: float = 1e-6, theta: float = 10000.0, out=None, wrap=None):
-    """Run the kernel; (B, L, H*D) -> (B, L, H, D); `out` may be given (e.g. poisoned)."""
+def launch(x, weight, num_heads: int, grid, eps: float = 1e-6, theta: float = 10000.0, out=None, wrap=None,
+           pos=None):
+    """Run the kernel; (B, L, H*D) -> (B, L, H, D); `out` may be given (e.g. poisoned); `pos` (L,)
+    int: each token's raster index in the grid when the tokens are not in raster order."""
     bsz, seq, e = x.shape
     d = e // num_heads
     out = torch.empty((bsz, seq, num_heads, d), dtype=x.dtype, device=x.device) if out is None else out
     dt, dh, _ = band_dims(d)
     kernel = wrap(_rope_qk_norm_kernel) if wrap else _rope_qk_norm_kernel
     kernel[(bsz * seq,)](
-        x, weight if weight is not None else x, out,
+        x, weight if weight is not None else x, out, pos if pos is not None else x,
         seq, e, grid[1], grid[2], x.stride(0), x.stride(1), eps, math.log2(theta),
         HALF_D=d // 2, NT=dt // 2, NH=dh // 2, HAS_W=weight is not None,
         BLOCK_P=triton.next_power_of_2(e) // 2, EMULATE=is_interpreted(_rope_qk_norm_kernel),
-        num_warps=num_warps_for(e),
+        HAS_POS=pos is not None, num_warps=num_warps_for(e),
     )
     return out
 
 
 def _op_impl(x: torch.Tensor, weight: Optional[torch.Tensor], num_heads: int, grid_f: int, grid_h: int,
-             grid_w: int, eps: float, theta: float) -> torch.Tensor:
+             grid_w: int, eps: float, theta: float, pos: Optional[torch.Tensor] = None) -> torch.Tensor:
     """vdrt::rope_qk_norm: (B, L, H*D) -> (B, L, H, D), RMSNorm across heads then 3-D RoPE."""
-    return launch(x, weight, num_heads, (grid_f, grid_h, grid_w), eps, theta, wrap=lambda k: traceable(k, x))
+    return launch(x, weight, num_heads, (grid_f, grid_h, grid_w), eps, theta, wrap=lambda k: traceable(k, x),
+                  pos=pos)
 
 
-def _op_fake(x, weight, num_heads, grid_f, grid_h, grid_w, eps, theta):
+def _op_fake(x, weight, num_heads, grid_f, grid_h, grid_w, eps, theta, pos=None):
     bsz, seq, e = x.shape
     return x.new_empty((bsz, seq, num_heads, e // num_heads))
 
@@ -166,11 +172,12 @@ def register_ops() -> None:
     """
     from vdrt import ops
 
-    def fn(x, weight, eps, cos, sin, num_heads, grid):
+    def fn(x, weight, eps, cos, sin, num_heads, grid, pos=None):
         w = weight.to(x.dtype) if weight is not None else None
-        return torch.ops.vdrt.rope_qk_norm(x, w, num_heads, *grid, eps, 10000.0)
+        return torch.ops.vdrt.rope_qk_norm(x, w, num_heads, *grid, eps, 10000.0, pos)
 
-    def ok(x, weight, eps, cos, sin, num_heads, grid):
-        return supports(x, weight.to(x.dtype) if weight is not None else None, num_heads, grid)
+    def ok(x, weight, eps, cos, sin, num_heads, grid, pos=None):
+        return supports(x, weight.to(x.dtype) if weight is not None else None, num_heads, grid) and (
+            pos is None or (pos.device == x.device and pos.shape == (x.shape[1],)))
 
     ops.register("rope_qk_norm", "vdrt", fn, supports=ok)

@@ -48,7 +48,10 @@ def register(op: str, name: str, fn: Callable, supports: Callable[..., bool] | N
 def available(op: str) -> list[str]:
     """Names that can be chosen for `op` ("auto" and "torch" always are)."""
     _check_op(op)
-    return ["auto", "torch"] + [i.name for i in _IMPLS[op] if i.name != "torch"]
+    names = ["auto", "torch"] + [i.name for i in _IMPLS[op] if i.name != "torch"]
+    if op == "attention":  # the sparse implementations have a torch path of their own
+        names += [n for n in SPARSE_IMPLS if n not in names]
+    return names
 
 
 ALIASES = {"sdpa": "torch"}  # the torch attention ops are F.scaled_dot_product_attention
@@ -70,15 +73,46 @@ def get_choice(op: str) -> str:
 
 
 @contextlib.contextmanager
-def use(**choices: str) -> Iterator[None]:
-    """Temporarily force implementations, e.g. `with vdrt.ops.use(attention="torch"):`."""
-    old = dict(_CHOICE)
+def use(sparse=None, **choices: str) -> Iterator[None]:
+    """Temporarily force implementations, e.g. `with vdrt.ops.use(attention="torch"):`; `sparse=` a
+    `vdrt.sparse.SparseConfig` for the sparse attention implementations."""
+    old, old_sparse = dict(_CHOICE), _SPARSE[0]
     try:
         for op, name in choices.items():
             set_choice(op, name)
+        if sparse is not None:
+            set_sparse(sparse)
         yield
     finally:
         _CHOICE.update(old)
+        _SPARSE[0] = old_sparse
+
+
+# ---------------------------------------------------------------- sparse attention
+
+SPARSE_IMPLS = {"vdrt-sparse": "auto", "vdrt-sparse-int8": "vdrt-int8"}  # -> the dense choice without a plan
+_SPARSE: list = [None]  # the active vdrt.sparse.SparseConfig (None: its defaults)
+
+
+def set_sparse(config) -> None:
+    """The window / density / tile of the sparse attention implementations (a SparseConfig)."""
+    from vdrt.sparse import SparseConfig
+
+    if not isinstance(config, SparseConfig):
+        raise ConfigError(f"sparse= takes a vdrt.sparse.SparseConfig, got {type(config).__name__}")
+    _SPARSE[0] = config
+
+
+def sparse_config():
+    """The SparseConfig to plan with when the attention choice is a sparse implementation, else None.
+
+    Models with a 3D token grid ask this once per forward: a config means "reorder the tokens into
+    tiles and pass `plan=` to self-attention"."""
+    if _CHOICE["attention"] not in SPARSE_IMPLS:
+        return None
+    from vdrt.sparse import SparseConfig
+
+    return _SPARSE[0] or SparseConfig()
 
 
 def _check_op(op: str) -> None:
@@ -189,11 +223,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.flatten(-2).to(x.dtype)
 
 
-def rope_qk_norm_torch(x, weight, eps: float, cos, sin, num_heads: int, grid):
+def rope_qk_norm_torch(x, weight, eps: float, cos, sin, num_heads: int, grid, pos=None):
     """RMSNorm over all heads, split heads, 3D rope: (B, L, H*D) -> (B, L, H, D).
 
-    `cos`/`sin` (L, D/2) are Wan's tables for the patch grid `grid` = (f, h, w), theta 10000
-    (a kernel may compute them from `grid` instead of reading them).
+    `cos`/`sin` (L, D/2) are Wan's tables for the patch grid `grid` = (f, h, w), theta 10000, one row
+    per token in the tokens' order (a kernel may compute them from `grid` instead of reading them,
+    and from `pos` (L,), each token's raster index, when the tokens are reordered).
     """
     y = rms_norm_torch(x, weight, eps) if weight is not None else x
     return apply_rope(y.unflatten(-1, (num_heads, -1)), cos, sin)
@@ -202,9 +237,40 @@ def rope_qk_norm_torch(x, weight, eps: float, cos, sin, num_heads: int, grid):
 # ---------------------------------------------------------------- the ops models call
 
 
-def attention(q, k, v):
-    """(B, Lq, H, D), (B, Lk, H, D), (B, Lk, H, D) -> (B, Lq, H, D)."""
+def attention(q, k, v, plan=None):
+    """(B, Lq, H, D), (B, Lk, H, D), (B, Lk, H, D) -> (B, Lq, H, D).
+
+    `plan` (a `vdrt.sparse.Plan`, tokens in its tile order) is used by the sparse implementations;
+    every other implementation attends to all keys (order-independent, so the result is the same)."""
+    choice = _CHOICE["attention"]
+    if choice in SPARSE_IMPLS:
+        if plan is not None and not plan.dense:
+            return _sparse_attention(choice, q, k, v, plan)
+        return _dispatch_as("attention", SPARSE_IMPLS[choice], attention_torch, q, k, v)
     return _dispatch("attention", attention_torch, q, k, v)
+
+
+def _sparse_attention(name: str, q, k, v, plan):
+    from vdrt import sparse
+
+    if _on_gpu((q,)):
+        _ensure_kernels_loaded()
+    impl = next((i for i in _IMPLS["attention"] if i.name == name), None)
+    if impl is not None and impl.supports(q, k, v, plan):
+        return impl.fn(q, k, v, plan)
+    if _on_gpu((q,)):
+        _warn_fallback("attention", name)
+    return sparse.attention_torch(q, k, v, plan)  # the same block-sparse function, in torch
+
+
+def _dispatch_as(op: str, name: str, torch_fn: Callable, *args, **kwargs):
+    """_dispatch with `name` as the choice (without changing the user's setting)."""
+    old = _CHOICE[op]
+    _CHOICE[op] = name
+    try:
+        return _dispatch(op, torch_fn, *args, **kwargs)
+    finally:
+        _CHOICE[op] = old
 
 
 def temporal_attention(q, k, v):
@@ -228,6 +294,8 @@ def adaln_modulate(x, shift, scale, eps: float = 1e-6, weight=None, bias=None):
     return _dispatch("adaln_modulate", adaln_modulate_torch, x, shift, scale, eps, weight, bias)
 
 
-def rope_qk_norm(x, weight, eps: float, cos, sin, num_heads: int, grid):
-    """(B, L, H*D) -> (B, L, H, D): QK RMSNorm across heads fused with Wan's 3D rope."""
-    return _dispatch("rope_qk_norm", rope_qk_norm_torch, x, weight, eps, cos, sin, num_heads, grid)
+def rope_qk_norm(x, weight, eps: float, cos, sin, num_heads: int, grid, pos=None):
+    """(B, L, H*D) -> (B, L, H, D): QK RMSNorm across heads fused with Wan's 3D rope; `pos` (L,) the
+    tokens' raster indices when they are not in raster order (cos/sin rows then follow the tokens)."""
+    extra = {} if pos is None else {"pos": pos}
+    return _dispatch("rope_qk_norm", rope_qk_norm_torch, x, weight, eps, cos, sin, num_heads, grid, **extra)

@@ -18,10 +18,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from vdrt import ops, sparse
 from vdrt.errors import ConfigError
 from vdrt.models.config import ModelConfig
 from vdrt.models.layers import Linear
-from vdrt.models.wan_blocks import PatchEmbed, WanBlock, WanHead, WanImageEmbedding, WanRope, timestep_sinusoid
+from vdrt.models.wan_blocks import (PatchEmbed, TileOrder, WanBlock, WanHead, WanImageEmbedding, WanRope,
+                                    timestep_sinusoid)
 
 _14B = dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
 _TINY = dict(text_dim=64, dim=128, ffn_dim=256, num_heads=2, num_layers=2)
@@ -117,9 +119,24 @@ class WanModel(nn.Module):
         context = self.text_embedding(context)  # (B, T, text_dim) -> (B, T, D)
         image = self.img_emb(image_embeds) if image_embeds is not None else None  # (B, I, D)
         cos, sin = self.rope(f, h, w)  # (L, K/2) x2
+        tiles = self._tile_order((f, h, w), x.device)
+        if tiles is not None:  # sparse attention: tokens in tile order for the whole stack
+            x, cos, sin = x[:, tiles.pos], cos[tiles.pos], sin[tiles.pos]
         for block in self.blocks:
-            x = block(x, e0, context, image, cos, sin, (f, h, w))
+            x = block(x, e0, context, image, cos, sin, (f, h, w), tiles)
+        if tiles is not None:
+            x = x[:, sparse.device_index(tiles.plan.layout, x.device)[1]]
         return self._unpatchify(self.head(x, temb), f, h, w)
+
+    def _tile_order(self, grid, device) -> TileOrder | None:
+        """The tile order and plan when the attention choice is a sparse implementation, else None."""
+        config = ops.sparse_config()
+        if config is None:
+            return None
+        plan = config.plan(grid, self.config.num_heads)
+        if plan.dense:
+            return None
+        return TileOrder(sparse.device_index(plan.layout, device)[0], plan)
 
     def _time(self, timestep: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,) -> temb (B, D) in `dtype`, e0 (B, 6, D); the sinusoid is fp32, as diffusers."""

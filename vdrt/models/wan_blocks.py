@@ -12,6 +12,7 @@ L = f*h*w video tokens, T text tokens, I image tokens, D model dim, N heads, K h
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -71,6 +72,13 @@ class WanRope(nn.Module):
         return torch.cat(parts, dim=-1).reshape(f * h * w, -1)
 
 
+class TileOrder(NamedTuple):
+    """Tokens reordered for sparse attention: each token's raster index and the attention plan."""
+
+    pos: torch.Tensor  # (L,) raster index of each token, in the order the tokens are in
+    plan: object  # vdrt.sparse.Plan
+
+
 class WanSelfAttention(nn.Module):
     """Self-attention with RMSNorm over all heads on q and k, then rope."""
 
@@ -84,16 +92,19 @@ class WanSelfAttention(nn.Module):
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1))  # (B, L, D) -> (B, L, N, K)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, grid) -> torch.Tensor:
-        """(B, L, D), (L, K/2) x2, (f, h, w) -> (B, L, D); q/k norm + rope through one swappable op."""
-        q = self._rope(self.q(x), self.norm_q, cos, sin, grid)
-        k = self._rope(self.k(x), self.norm_k, cos, sin, grid)
-        return self.o(ops.attention(q, k, self.heads(self.v(x))).flatten(2))
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, grid, tiles=None) -> torch.Tensor:
+        """(B, L, D), (L, K/2) x2, (f, h, w) -> (B, L, D); q/k norm + rope through one swappable op.
 
-    def _rope(self, x, norm, cos, sin, grid) -> torch.Tensor:
+        `tiles` (a `TileOrder`): the tokens are in sparse attention's tile order (cos/sin follow them)."""
+        pos, plan = (tiles.pos, tiles.plan) if tiles is not None else (None, None)
+        q = self._rope(self.q(x), self.norm_q, cos, sin, grid, pos)
+        k = self._rope(self.k(x), self.norm_k, cos, sin, grid, pos)
+        return self.o(ops.attention(q, k, self.heads(self.v(x)), plan=plan).flatten(2))
+
+    def _rope(self, x, norm, cos, sin, grid, pos=None) -> torch.Tensor:
         """(B, L, D) -> (B, L, N, K): RMSNorm across heads (if any), then 3D rope."""
         weight, eps = (norm.weight, norm.eps) if isinstance(norm, RMSNorm) else (None, 1e-6)
-        return ops.rope_qk_norm(x, weight, eps, cos, sin, self.num_heads, grid)
+        return ops.rope_qk_norm(x, weight, eps, cos, sin, self.num_heads, grid, pos)
 
 
 class WanCrossAttention(WanSelfAttention):
@@ -129,11 +140,11 @@ class WanBlock(nn.Module):
         self.ffn = nn.Sequential(Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
-    def forward(self, x, e0, context, image, cos, sin, grid) -> torch.Tensor:
+    def forward(self, x, e0, context, image, cos, sin, grid, tiles=None) -> torch.Tensor:
         """(B, L, D), (B, 6, D), (B, T, D), (B, I, D) | None, (L, K/2) x2, (f, h, w) -> (B, L, D)."""
         mods = (self.modulation + e0.float()).chunk(6, dim=1)  # 6 x (B, 1, D), fp32
         shift, scale, gate, c_shift, c_scale, c_gate = mods
-        y = self.self_attn(ops.adaln_modulate(x, shift, scale, self.eps), cos, sin, grid)
+        y = self.self_attn(ops.adaln_modulate(x, shift, scale, self.eps), cos, sin, grid, tiles)
         x = (x.float() + y * gate).to(x.dtype)
         x = x + self.cross_attn(self.norm3(x), context, image)
         y = self.ffn(ops.adaln_modulate(x, c_shift, c_scale, self.eps))

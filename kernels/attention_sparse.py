@@ -1,0 +1,215 @@
+"""Block-sparse 3D attention (sliding-tile style), bf16/fp16 or 8-bit, on tokens in tile order.
+
+Shapes (one alphabet): q, k, v (B, L, H, D) in the tile order of a `vdrt.sparse.TileLayout`
+(tile i = rows [starts[i], starts[i] + lens[i]), lens[i] <= BLOCK) -> out (B, L, H, D).
+A `vdrt.sparse.Plan` lists, per query tile (and per head with per-head windows), the key
+tiles it visits: lut (Hp, T, V) int32, counts (Hp, T, 2) = (full tiles, all tiles); full key
+tiles come first and run unmasked, partial ones mask their missing columns with -inf.
+
+One program per (query tile, batch*head). It loads the tile's BLOCK query rows (rows of the
+next tile or past L are computed and never stored), then for each visited key tile loads its
+BLOCK rows at starts[tile] (TMA descriptors: arbitrary row offsets) and runs the same online
+softmax as the dense kernel (`attention._softmax_pv`). The 8-bit path (EIGHT) takes the codes
+of `attention_quant`: Q per token, K smoothed per TILE (`quantize_blocks` over the tiles), V per
+channel in e4m3 transposed, and the scores of `attention_int8._scores8`. Absent tiles cost nothing.
+
+Cost model per call: FLOPs = 4 * B * H * D * sum over query tiles of (BLOCK * BLOCK * visited)
+(the kernel's work, padding rows of partial tiles included); exact pairs = density * L^2.
+At 25% density the ideal is 4x less time than dense attention over the same tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op
+
+from vdrt.kernels import attention_quant as AQ
+from vdrt.kernels._common import cast_out, traceable
+from vdrt.kernels.attention import (LOG2E, _check, _interpreting, _kv_loader, _load_kv, _load_q, _scores,
+                                    _softmax_pv, set_descriptor_allocator, tma_ok)
+from vdrt.kernels.attention_int8 import _load_k8, _load_v8, _scores8, _v_desc
+
+
+# ---------------------------------------------------------------- Triton kernel
+
+
+@triton.jit
+def _visit(acc, l_i, m_i, q, q_scale, kt, kd, vd, K, V, KS_row, Starts, Lens, base_k, base_v, L, L_PAD,
+           stride_kl, stride_vl, qk_scale, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, MASK: tl.constexpr,
+           EIGHT: tl.constexpr, QK_FP8: tl.constexpr, PV_FP8: tl.constexpr, TMA: tl.constexpr,
+           LAZY: tl.constexpr, INTERP: tl.constexpr, P_LOG2: tl.constexpr):
+    """Query tile x key tile `kt`: one online-softmax update."""
+    row = tl.load(Starts + kt)
+    if EIGHT:
+        k = _load_k8(kd, K, base_k, row, L, stride_kl, HEAD_DIM, BLOCK, TMA)
+        s = _scores8(q, k, q_scale * tl.load(KS_row + kt), QK_FP8, INTERP)
+        v = _load_v8(vd, V, base_v, row, stride_vl, HEAD_DIM, BLOCK, TMA and not PV_FP8, PV_FP8, L_PAD)
+    else:
+        k, v = _load_kv(kd, vd, row, L, stride_kl, stride_vl, HEAD_DIM, BLOCK, TMA, True)
+        s = _scores(q, k, qk_scale, INTERP)
+    if MASK:
+        s = tl.where(tl.arange(0, BLOCK)[None, :] < tl.load(Lens + kt), s, float("-inf"))
+    return _softmax_pv(acc, l_i, m_i, s, v, LAZY, INTERP, P_LOG2)
+
+
+@triton.jit
+def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, Counts, H, L, HP, T, WIDTH, L_PAD, qk_scale,
+                stride_qb, stride_ql, stride_qh, stride_kb, stride_kl, stride_kh,
+                stride_vb, stride_vl, stride_vh, stride_ob, stride_ol, stride_oh,
+                HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, EIGHT: tl.constexpr, QK_FP8: tl.constexpr,
+                PV_FP8: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, LAZY: tl.constexpr,
+                INTERP: tl.constexpr):
+    """Grid (T, B * H). Q/K are 8-bit codes when EIGHT (V: vt (B, H, D, L_PAD) e4m3 when PV_FP8)."""
+    t = tl.program_id(0)
+    pid_bh = tl.program_id(1).to(tl.int64)
+    b, h = pid_bh // H, pid_bh % H
+    start, n = tl.load(Starts + t), tl.load(Lens + t)
+    q = _load_q(Q, b * stride_qb + h * stride_qh, start, L, stride_ql, HEAD_DIM, BLOCK, TMA)
+    rows = start + tl.arange(0, BLOCK)
+    q_scale = tl.zeros([BLOCK], tl.float32)
+    if EIGHT:
+        q_scale = tl.load(QS + pid_bh * L + rows, mask=rows < L, other=0.0)
+    base_k = b * stride_kb + h * stride_kh
+    base_v = pid_bh * HEAD_DIM * L_PAD if (EIGHT and PV_FP8) else b * stride_vb + h * stride_vh
+    if EIGHT:
+        kd = K
+        if TMA:
+            kd = tl.make_tensor_descriptor(K + base_k, shape=[L, HEAD_DIM], strides=[stride_kl, 1],
+                                           block_shape=[BLOCK, HEAD_DIM])
+        # vt tiles start at arbitrary token columns: TMA wants 16-byte aligned inner offsets, so e4m3
+        # V^T is read through pointers (coalesced along tokens)
+        vd = _v_desc(V, base_v, L_PAD, stride_vl, HEAD_DIM, BLOCK, TMA and not PV_FP8, PV_FP8)
+    else:
+        kd, vd = _kv_loader(K, V, base_k, base_v, L, stride_kl, stride_vl, HEAD_DIM, BLOCK, TMA)
+    p_log2: tl.constexpr = (8.807354922057604 - (8.0 if LAZY else 0.0)) if (EIGHT and PV_FP8) else 0.0
+    row_t = ((h if HP > 1 else 0) * T + t).to(tl.int64)
+    lut = Lut + row_t * WIDTH
+    n_full, n_all = tl.load(Counts + row_t * 2), tl.load(Counts + row_t * 2 + 1)
+    ks_row = KS + pid_bh * T
+    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    for j in tl.range(0, n_full, warp_specialize=WS):
+        acc, l_i, m_i = _visit(acc, l_i, m_i, q, q_scale, tl.load(lut + j), kd, vd, K, V, ks_row, Starts, Lens,
+                               base_k, base_v, L, L_PAD, stride_kl, stride_vl, qk_scale, HEAD_DIM, BLOCK, False,
+                               EIGHT, QK_FP8, PV_FP8, TMA, LAZY, INTERP, p_log2)
+    for j in range(n_full, n_all):
+        acc, l_i, m_i = _visit(acc, l_i, m_i, q, q_scale, tl.load(lut + j), kd, vd, K, V, ks_row, Starts, Lens,
+                               base_k, base_v, L, L_PAD, stride_kl, stride_vl, qk_scale, HEAD_DIM, BLOCK, True,
+                               EIGHT, QK_FP8, PV_FP8, TMA, LAZY, INTERP, p_log2)
+    out = acc / l_i[:, None]
+    if EIGHT and PV_FP8:
+        out = out * tl.load(VS + pid_bh * HEAD_DIM + tl.arange(0, HEAD_DIM))[None, :]
+    o_ptrs = O + b * stride_ob + h * stride_oh + rows[:, None] * stride_ol + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(o_ptrs, cast_out(out, O.dtype.element_ty, INTERP), mask=tl.arange(0, BLOCK)[:, None] < n)
+
+
+# ---------------------------------------------------------------- variants and launcher
+
+
+@dataclass(frozen=True)
+class SparseVariant:
+    """The compiled form: precision (bf16/fp16, or 8-bit QK with fp8 or bf16 PV) and launch options."""
+
+    eight: bool = False
+    qk: str = "int8"
+    pv_fp8: bool = True
+    warps: int = 8
+    stages: int = 3
+    tma: bool = False
+    ws: bool = False
+    lazy: bool = False
+
+    @property
+    def name(self) -> str:
+        prec = f"{self.qk}-pv{'fp8' if self.pv_fp8 else 'bf16'}" if self.eight else "bf16"
+        flags = "".join(f"+{f}" for f in ("tma", "ws", "lazy") if getattr(self, f))
+        return f"sparse-{prec}-w{self.warps}s{self.stages}{flags}"
+
+    def meta(self) -> dict:
+        return dict(EIGHT=self.eight, QK_FP8=self.qk == "fp8", PV_FP8=self.eight and self.pv_fp8, TMA=self.tma,
+                    WS=self.ws, LAZY=self.lazy, num_warps=self.warps, num_stages=self.stages)
+
+
+DEFAULT = SparseVariant()
+DEFAULT8 = SparseVariant(eight=True)
+
+
+@lru_cache(maxsize=64)
+def device_tables(plan, device: torch.device):
+    """(starts, lens, lut, counts) of `plan` on `device`, made once per plan and device."""
+    lay = plan.layout
+    return tuple(t.to(device).contiguous() for t in (lay.starts, lay.lens, plan.lut, plan.counts))
+
+
+def sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block: int, scale: float | None = None,
+                         variant: SparseVariant | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L, H, D) x3 in tile order + a plan's tables -> (B, L, H, D) in q's dtype."""
+    _check(q, k, v, "sparse attention")
+    if q.shape != k.shape or lut.shape[0] not in (1, q.shape[2]) or int(lens.sum()) != q.shape[1]:
+        raise ValueError(f"sparse attention takes q, k, v of one shape whose tokens are the plan's tiles "
+                         f"({int(lens.sum())} tokens, {lut.shape[0]} window sets); got {tuple(q.shape)}, {tuple(k.shape)}")
+    var = variant or (DEFAULT if not _interpreting() else SparseVariant(warps=4, stages=1))
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    b, n, h, d = q.shape
+    out = torch.empty_like(q) if out is None else out
+    sm = (d ** -0.5 if scale is None else scale) * LOG2E
+    if var.eight:
+        q, qs = AQ.quantize_rows(q, var.qk, sm)
+        k, ks = AQ.quantize_blocks(k, starts, lens, block, var.qk)
+        v, vs = AQ.quantize_v(v) if var.pv_fp8 else (v, qs)
+    else:
+        qs = ks = vs = starts  # unused
+    if var.tma and not tma_ok(q, k, v):
+        var = SparseVariant(var.eight, var.qk, var.pv_fp8, var.warps, var.stages, lazy=var.lazy)
+    if var.tma:
+        set_descriptor_allocator()
+    l_pad = v.shape[-1] if var.eight and var.pv_fp8 else n
+    vstr = (0, 0, 0) if var.eight and var.pv_fp8 else v.stride()[:3]
+    args = (q, k, v, out, qs, ks, vs, starts, lens, lut, counts, h, n, lut.shape[0], lut.shape[1], lut.shape[2],
+            l_pad, sm, *q.stride()[:3], *k.stride()[:3], *vstr, *out.stride()[:3])
+    grid = (lut.shape[1], b * h)
+    traceable(_sparse_fwd, *args)[grid](*args, HEAD_DIM=d, BLOCK=block, INTERP=_interpreting(), **var.meta())
+    return out
+
+
+# ---------------------------------------------------------------- torch.library ops
+
+
+@triton_op("vdrt::attention_sparse", mutates_args=())
+def attention_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor,
+                     lut: torch.Tensor, counts: torch.Tensor, block: int, eight: bool = False) -> torch.Tensor:
+    """vdrt::attention_sparse: (B, L, H, D) x3 in tile order + plan tables -> (B, L, H, D)."""
+    return sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block, variant=DEFAULT8 if eight else DEFAULT)
+
+
+@attention_sparse.register_fake
+def _attention_sparse_fake(q, k, v, starts, lens, lut, counts, block, eight=False):
+    return q.new_empty(q.shape)
+
+
+def run_plan(q, k, v, plan, eight: bool = False) -> torch.Tensor:
+    """The op on a `vdrt.sparse.Plan` (tables moved to q's device once per plan)."""
+    tables = device_tables(plan, q.device)
+    return torch.ops.vdrt.attention_sparse(q, k, v, *tables, plan.layout.block, eight)
+
+
+def supports(q, k, v, plan=None, **kwargs) -> bool:
+    """CUDA sm80+, bf16/fp16, D in {64, 128}, q/k/v of one shape, a sparse plan (8-bit: fp8 PV, sm89+)."""
+    from vdrt.kernels.attention import supports as dense_supports
+
+    return plan is not None and not plan.dense and dense_supports(q, k, v) and q.shape == k.shape
+
+
+def register_ops() -> None:
+    """Implementations "vdrt-sparse" and "vdrt-sparse-int8" of op "attention" (forced choices only:
+    lossy). `vdrt.ops.attention` calls them with a plan only; without one it runs their dense choice."""
+    from vdrt import ops
+
+    for name, eight in (("vdrt-sparse", False), ("vdrt-sparse-int8", True)):
+        ops.register("attention", name, lambda q, k, v, plan, eight=eight: run_plan(q, k, v, plan, eight),
+                     supports=supports)
