@@ -46,6 +46,7 @@ CASES = {  # name: (B, L, H, D, grid)
     "wan14b": (1, 75600, 40, 128, (21, 45, 80)),
 }
 REF_ROWS, REF_HEADS = 2048, 4
+FLUSH: list = []  # [path, rows]: every measured row is written at once (a crash or time limit loses nothing)
 SMOKE = {"smoke": (1, 300, 2, 64, (3, 10, 10))}  # --smoke: CPU, Triton's interpreter, tiny shapes
 DEVICE = "cuda"
 
@@ -129,11 +130,13 @@ def measure(case, impl, fn, ref, flops, tol, m, cudnn_ms=None, kernel_flops=None
     except Exception as e:  # fail soft: keep the row, run the others
         log.error("%s %s failed: %s", case, impl, e)
         r.error = f"{type(e).__name__}: {e}"[:300]
+        _flush(r)
         return r
     r.tflops = flops / r.ms / 1e9
     r.pct_cudnn = 100 * r.tflops / CEILINGS["cudnn"]
     r.kernel_tflops = kernel_flops / r.ms / 1e9 if kernel_flops else None
     r.vs_cudnn = cudnn_ms / r.ms if cudnn_ms else None
+    _flush(r)
     log.info("%s %-40s %8.3f ms %7.1f TFLOP/s rel %s", case, impl, r.ms, r.tflops, r.rel_err)
     return r
 
@@ -196,11 +199,11 @@ def dense_variants(d: int, sweep: bool):
     if not sweep:
         return [DEFAULT[d]]
     w = 8 if d == 128 else 4
-    return [Variant(128, 64, w, 3), Variant(128, 64, w, 3, tma=True), Variant(128, 64, w, 3, tma=True, ws=True),
-            Variant(128, 128, 8, 2, tma=True), Variant(128, 128, 8, 3, tma=True, ws=True),
+    return [Variant(128, 64, w, 3), Variant(128, 64, w, 3, tma=True), Variant(128, 128, 8, 2, tma=True),
             Variant(128, 64, 8, 3, tma=True, split=True), Variant(128, 128, 8, 2, tma=True, split=True),
             Variant(128, 64, w, 3, tma=True, lazy=True), Variant(64, 64, 4, 3, tma=True),
-            Variant(256, 64, 8, 2, tma=True, split=True)]
+            Variant(256, 64, 8, 2, tma=True, split=True),
+            Variant(128, 64, w, 3, tma=True, ws=True), Variant(128, 128, 8, 3, tma=True, ws=True)]  # WS last: riskiest
 
 
 def int8_variants(sweep: bool):
@@ -208,9 +211,9 @@ def int8_variants(sweep: bool):
 
     if not sweep:
         return [DEFAULT]
-    return [V(), V(tma=True), V(tma=True, ws=True), V(tma=True, lazy=True), V(128, 128, 8, 2, tma=True),
+    return [V(), V(tma=True), V(tma=True, lazy=True), V(128, 128, 8, 2, tma=True),
             V(128, 128, 8, 2, tma=True, lazy=True), V(tma=True, qk="fp8"), V(tma=True, pv_fp8=False),
-            V(64, 64, 4, 3, tma=True)]
+            V(64, 64, 4, 3, tma=True), V(tma=True, ws=True)]
 
 
 def sparse_variants(sweep: bool):
@@ -218,8 +221,8 @@ def sparse_variants(sweep: bool):
 
     if not sweep:
         return [S(tma=True), S(eight=True, tma=True)]
-    return [S(), S(tma=True), S(tma=True, ws=True), S(tma=True, lazy=True), S(eight=True, tma=True),
-            S(eight=True, tma=True, lazy=True)]
+    return [S(), S(tma=True), S(tma=True, lazy=True), S(eight=True, tma=True),
+            S(eight=True, tma=True, lazy=True), S(tma=True, ws=True)]
 
 
 def our_rows(case, q, k, v, ref, flops, m, cudnn_ms, sdpa_rel, sweep, best) -> list[Result]:
@@ -311,6 +314,7 @@ def main() -> None:
         raise SystemExit("benchmarks/attention.py needs a CUDA GPU (or --smoke)")
     m = meta()
     rows, best = [], {}
+    FLUSH[:] = [args.out + ".partial", []]
     for i, name in enumerate(args.cases.split(",")):
         case_rows = run_case(name, m, sweep=i == 0, best=best, quick=args.quick)
         if i == 0:
@@ -319,6 +323,15 @@ def main() -> None:
         rows += case_rows
         write_rows([_plain(r) for r in rows], args.out)  # after every case: nothing lost to a time limit
     print("best:", {f: v.name for f, v in best.items()})
+
+
+def _flush(r: Result) -> None:
+    if FLUSH:
+        import json
+        from pathlib import Path
+
+        FLUSH[1].append(r)
+        Path(FLUSH[0]).write_text(json.dumps([_plain(x) for x in FLUSH[1]], indent=1))
 
 
 def _plain(r: Result) -> dict:
