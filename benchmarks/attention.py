@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -323,6 +324,8 @@ def main() -> None:
         rows += case_rows
         write_rows([_plain(r) for r in rows], args.out)  # after every case: nothing lost to a time limit
     print("best:", {f: v.name for f, v in best.items()})
+    with open(args.out.replace(".json", "") + "_best.json", "w") as f:  # read by attention_profile.py once --best
+        json.dump({f: dataclasses.asdict(v) for f, v in best.items()}, f, indent=1)
 
 
 def _flush(r: Result) -> None:

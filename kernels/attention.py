@@ -72,18 +72,26 @@ def _op(x, INTERP: tl.constexpr):
     """A dot operand; INTERP (interpreter only) widens bf16/fp16 to fp32, exactly: the Triton CPU
     interpreter multiplies bf16 tensors as their raw uint16 bits, so bf16 dots are wrong there."""
     if INTERP:
-        return x.to(tl.float32)
-    return x
+        y = x.to(tl.float32)
+    else:
+        y = x
+    return y
 
 
 @triton.jit
 def _cast_p(p, dtype: tl.constexpr, INTERP: tl.constexpr):
-    """P (fp32, in [0, 448]) as the PV matmul's operand dtype (bf16, fp16 or e4m3)."""
+    """P (fp32, in [0, 448]) as the PV matmul's operand dtype (bf16, fp16 or e4m3).
+
+    (Helpers keep one return statement: compiled Triton also type-checks a return that follows a
+    constexpr-taken `if` that returned, and rejects differing types.)"""
     if dtype == tl.float8e4nv:
         if INTERP:
-            return to_e4m3(p, True)
-        return p.to(tl.float8e4nv)  # cvt.rn.satfinite: no clamp needed
-    return cast_out(p, dtype, INTERP)
+            r = to_e4m3(p, True)
+        else:
+            r = p.to(tl.float8e4nv)  # cvt.rn.satfinite: no clamp needed
+    else:
+        r = cast_out(p, dtype, INTERP)
+    return r
 
 
 @triton.jit
@@ -141,8 +149,9 @@ def _kv_loader(K, V, base_k, base_v, Lk, stride_kl, stride_vl,
                                        block_shape=[BLOCK_N, HEAD_DIM])
         vd = tl.make_tensor_descriptor(V + base_v, shape=[Lk, HEAD_DIM], strides=[stride_vl, 1],
                                        block_shape=[BLOCK_N, HEAD_DIM])
-        return kd, vd
-    return K + base_k, V + base_v
+    else:
+        kd, vd = K + base_k, V + base_v
+    return kd, vd
 
 
 @triton.jit
@@ -150,15 +159,18 @@ def _load_kv(kd, vd, row, Lk, stride_kl, stride_vl, HEAD_DIM: tl.constexpr, BLOC
              TMA: tl.constexpr, MASK: tl.constexpr):
     """K and V rows [row, row + BLOCK_N) as (BLOCK_N, D) tiles; rows >= Lk read as zeros."""
     if TMA:
-        return kd.load([row, 0]), vd.load([row, 0])
-    offs_n = row + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    kp = kd + offs_n[:, None] * stride_kl + offs_d[None, :]
-    vp = vd + offs_n[:, None] * stride_vl + offs_d[None, :]
-    if MASK:
-        ok = offs_n[:, None] < Lk
-        return tl.load(kp, mask=ok, other=0.0), tl.load(vp, mask=ok, other=0.0)
-    return tl.load(kp), tl.load(vp)
+        k, v = kd.load([row, 0]), vd.load([row, 0])
+    else:
+        offs_n = row + tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, HEAD_DIM)
+        kp = kd + offs_n[:, None] * stride_kl + offs_d[None, :]
+        vp = vd + offs_n[:, None] * stride_vl + offs_d[None, :]
+        if MASK:
+            ok = offs_n[:, None] < Lk
+            k, v = tl.load(kp, mask=ok, other=0.0), tl.load(vp, mask=ok, other=0.0)
+        else:
+            k, v = tl.load(kp), tl.load(vp)
+    return k, v
 
 
 @triton.jit
@@ -167,10 +179,12 @@ def _load_q(Q, base, row0, Lq, stride_ql, HEAD_DIM: tl.constexpr, ROWS: tl.const
     if TMA:
         qd = tl.make_tensor_descriptor(Q + base, shape=[Lq, HEAD_DIM], strides=[stride_ql, 1],
                                        block_shape=[ROWS, HEAD_DIM])
-        return qd.load([row0, 0])
-    offs_m = row0 + tl.arange(0, ROWS)
-    ptrs = Q + base + offs_m[:, None] * stride_ql + tl.arange(0, HEAD_DIM)[None, :]
-    return tl.load(ptrs, mask=offs_m[:, None] < Lq, other=0.0)
+        q = qd.load([row0, 0])
+    else:
+        offs_m = row0 + tl.arange(0, ROWS)
+        ptrs = Q + base + offs_m[:, None] * stride_ql + tl.arange(0, HEAD_DIM)[None, :]
+        q = tl.load(ptrs, mask=offs_m[:, None] < Lq, other=0.0)
+    return q
 
 
 @triton.jit

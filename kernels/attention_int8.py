@@ -87,10 +87,12 @@ def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8")
 def _scores8(q, k, r, QK_FP8: tl.constexpr, INTERP: tl.constexpr):
     """(M, D) x (N, D) 8-bit codes -> (M, N) fp32 scores in log2 units; r (M,) = q_scale * k_scale."""
     if QK_FP8:
-        return tl.dot(_op(q, INTERP), _op(tl.trans(k), INTERP)) * r[:, None]
-    i = tl.dot(q, tl.trans(k), out_dtype=tl.int32)
-    f = (i + 0x4B400000).to(tl.float32, bitcast=True)  # == MAGIC + i exactly
-    return f * r[:, None] - (r * 12582912.0)[:, None]
+        s = tl.dot(_op(q, INTERP), _op(tl.trans(k), INTERP)) * r[:, None]
+    else:
+        i = tl.dot(q, tl.trans(k), out_dtype=tl.int32)
+        f = (i + 0x4B400000).to(tl.float32, bitcast=True)  # == MAGIC + i exactly
+        s = f * r[:, None] - (r * 12582912.0)[:, None]
+    return s
 
 
 @triton.jit
@@ -99,15 +101,20 @@ def _load_v8(vd, V, base_v, row, stride_vl, HEAD_DIM: tl.constexpr, BLOCK_N: tl.
     """V rows [row, row + BLOCK_N) as a (BLOCK_N, D) tile: from vt (D, L_pad) e4m3, or bf16 v."""
     if PV_FP8:
         if TMA:
-            return tl.trans(vd.load([0, row]))
-        cols = row + tl.arange(0, BLOCK_N)
-        ptrs = V + base_v + tl.arange(0, HEAD_DIM)[:, None] * L_PAD + cols[None, :]
-        return tl.trans(tl.load(ptrs, mask=cols[None, :] < L_PAD, other=0.0))
-    if TMA:
-        return vd.load([row, 0])
-    rows = row + tl.arange(0, BLOCK_N)
-    return tl.load(V + base_v + rows[:, None] * stride_vl + tl.arange(0, HEAD_DIM)[None, :],
-                   mask=rows[:, None] < L_PAD, other=0.0)
+            vt = vd.load([0, row])
+        else:
+            cols = row + tl.arange(0, BLOCK_N)
+            ptrs = V + base_v + tl.arange(0, HEAD_DIM)[:, None] * L_PAD + cols[None, :]
+            vt = tl.load(ptrs, mask=cols[None, :] < L_PAD, other=0.0)
+        v = tl.trans(vt)
+    else:
+        if TMA:
+            v = vd.load([row, 0])
+        else:
+            rows = row + tl.arange(0, BLOCK_N)
+            v = tl.load(V + base_v + rows[:, None] * stride_vl + tl.arange(0, HEAD_DIM)[None, :],
+                        mask=rows[:, None] < L_PAD, other=0.0)
+    return v
 
 
 @triton.jit
@@ -115,20 +122,35 @@ def _v_desc(V, base_v, L_PAD, stride_vl, HEAD_DIM: tl.constexpr, BLOCK_N: tl.con
             TMA: tl.constexpr, PV_FP8: tl.constexpr):
     if TMA:
         if PV_FP8:
-            return tl.make_tensor_descriptor(V + base_v, shape=[HEAD_DIM, L_PAD], strides=[L_PAD, 1],
-                                             block_shape=[HEAD_DIM, BLOCK_N])
-        return tl.make_tensor_descriptor(V + base_v, shape=[L_PAD, HEAD_DIM], strides=[stride_vl, 1],
-                                         block_shape=[BLOCK_N, HEAD_DIM])
-    return V
+            vd = tl.make_tensor_descriptor(V + base_v, shape=[HEAD_DIM, L_PAD], strides=[L_PAD, 1],
+                                           block_shape=[HEAD_DIM, BLOCK_N])
+        else:
+            vd = tl.make_tensor_descriptor(V + base_v, shape=[L_PAD, HEAD_DIM], strides=[stride_vl, 1],
+                                           block_shape=[BLOCK_N, HEAD_DIM])
+    else:
+        vd = V
+    return vd
+
+
+@triton.jit
+def _k_desc(K, base_k, Lk, stride_kl, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr):
+    if TMA:
+        kd = tl.make_tensor_descriptor(K + base_k, shape=[Lk, HEAD_DIM], strides=[stride_kl, 1],
+                                       block_shape=[BLOCK_N, HEAD_DIM])
+    else:
+        kd = K
+    return kd
 
 
 @triton.jit
 def _load_k8(kd, K, base_k, row, Lk, stride_kl, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr):
     if TMA:
-        return kd.load([row, 0])
-    rows = row + tl.arange(0, BLOCK_N)
-    return tl.load(K + base_k + rows[:, None] * stride_kl + tl.arange(0, HEAD_DIM)[None, :],
-                   mask=rows[:, None] < Lk, other=0.0)
+        k = kd.load([row, 0])
+    else:
+        rows = row + tl.arange(0, BLOCK_N)
+        k = tl.load(K + base_k + rows[:, None] * stride_kl + tl.arange(0, HEAD_DIM)[None, :],
+                    mask=rows[:, None] < Lk, other=0.0)
+    return k
 
 
 @triton.jit
@@ -148,10 +170,7 @@ def _attn8_fwd(Q8, QS, K8, KS, V, VS, O, H, Lq, Lk, L_PAD, NB,
     rows = row0 + tl.arange(0, BLOCK_M)
     q_scale = tl.load(QS + pid_bh * Lq + rows, mask=rows < Lq, other=0.0)
     base_k = b * stride_kb + h * stride_kh
-    kd = K8
-    if TMA:
-        kd = tl.make_tensor_descriptor(K8 + base_k, shape=[Lk, HEAD_DIM], strides=[stride_kl, 1],
-                                       block_shape=[BLOCK_N, HEAD_DIM])
+    kd = _k_desc(K8, base_k, Lk, stride_kl, HEAD_DIM, BLOCK_N, TMA)
     base_v = pid_bh * HEAD_DIM * L_PAD if PV_FP8 else b * stride_vb + h * stride_vh
     vd = _v_desc(V, base_v, L_PAD, stride_vl, HEAD_DIM, BLOCK_N, TMA, PV_FP8)
     p_log2: tl.constexpr = (8.807354922057604 - (8.0 if LAZY else 0.0)) if PV_FP8 else 0.0

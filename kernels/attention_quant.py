@@ -66,8 +66,10 @@ def _codes(y: torch.Tensor, kind: str) -> torch.Tensor:
 @triton.jit
 def _encode(y, FP8: tl.constexpr, EMULATE: tl.constexpr):
     if FP8:
-        return to_e4m3(y, EMULATE)
-    return to_int8(y)
+        c = to_e4m3(y, EMULATE)
+    else:
+        c = to_int8(y)
+    return c
 
 
 @triton.jit

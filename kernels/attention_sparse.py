@@ -31,7 +31,7 @@ from vdrt.kernels import attention_quant as AQ
 from vdrt.kernels._common import cast_out, traceable
 from vdrt.kernels.attention import (LOG2E, _check, _interpreting, _kv_loader, _load_kv, _load_q, _scores,
                                     _softmax_pv, set_descriptor_allocator, tma_ok)
-from vdrt.kernels.attention_int8 import _load_k8, _load_v8, _scores8, _v_desc
+from vdrt.kernels.attention_int8 import _k_desc, _load_k8, _load_v8, _scores8, _v_desc
 
 
 # ---------------------------------------------------------------- Triton kernel
@@ -57,12 +57,12 @@ def _visit(acc, l_i, m_i, q, q_scale, kt, kd, vd, K, V, KS_row, Starts, Lens, ba
 
 
 @triton.jit
-def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, Counts, H, L, HP, T, WIDTH, L_PAD, qk_scale,
+def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, Counts, H, L, T, WIDTH, L_PAD, qk_scale,
                 stride_qb, stride_ql, stride_qh, stride_kb, stride_kl, stride_kh,
                 stride_vb, stride_vl, stride_vh, stride_ob, stride_ol, stride_oh,
                 HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, EIGHT: tl.constexpr, QK_FP8: tl.constexpr,
                 PV_FP8: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, LAZY: tl.constexpr,
-                INTERP: tl.constexpr):
+                INTERP: tl.constexpr, PER_HEAD: tl.constexpr):
     """Grid (T, B * H). Q/K are 8-bit codes when EIGHT (V: vt (B, H, D, L_PAD) e4m3 when PV_FP8)."""
     t = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
@@ -76,17 +76,16 @@ def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, Counts, H, L, HP, T, 
     base_k = b * stride_kb + h * stride_kh
     base_v = pid_bh * HEAD_DIM * L_PAD if (EIGHT and PV_FP8) else b * stride_vb + h * stride_vh
     if EIGHT:
-        kd = K
-        if TMA:
-            kd = tl.make_tensor_descriptor(K + base_k, shape=[L, HEAD_DIM], strides=[stride_kl, 1],
-                                           block_shape=[BLOCK, HEAD_DIM])
+        kd = _k_desc(K, base_k, L, stride_kl, HEAD_DIM, BLOCK, TMA)
         # vt tiles start at arbitrary token columns: TMA wants 16-byte aligned inner offsets, so e4m3
         # V^T is read through pointers (coalesced along tokens)
         vd = _v_desc(V, base_v, L_PAD, stride_vl, HEAD_DIM, BLOCK, TMA and not PV_FP8, PV_FP8)
     else:
         kd, vd = _kv_loader(K, V, base_k, base_v, L, stride_kl, stride_vl, HEAD_DIM, BLOCK, TMA)
     p_log2: tl.constexpr = (8.807354922057604 - (8.0 if LAZY else 0.0)) if (EIGHT and PV_FP8) else 0.0
-    row_t = ((h if HP > 1 else 0) * T + t).to(tl.int64)
+    row_t = t.to(tl.int64)
+    if PER_HEAD:
+        row_t = h * T + t
     lut = Lut + row_t * WIDTH
     n_full, n_all = tl.load(Counts + row_t * 2), tl.load(Counts + row_t * 2 + 1)
     ks_row = KS + pid_bh * T
@@ -170,10 +169,11 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block: int, scale: 
         set_descriptor_allocator()
     l_pad = v.shape[-1] if var.eight and var.pv_fp8 else n
     vstr = (0, 0, 0) if var.eight and var.pv_fp8 else v.stride()[:3]
-    args = (q, k, v, out, qs, ks, vs, starts, lens, lut, counts, h, n, lut.shape[0], lut.shape[1], lut.shape[2],
+    args = (q, k, v, out, qs, ks, vs, starts, lens, lut, counts, h, n, lut.shape[1], lut.shape[2],
             l_pad, sm, *q.stride()[:3], *k.stride()[:3], *vstr, *out.stride()[:3])
     grid = (lut.shape[1], b * h)
-    traceable(_sparse_fwd, *args)[grid](*args, HEAD_DIM=d, BLOCK=block, INTERP=_interpreting(), **var.meta())
+    traceable(_sparse_fwd, *args)[grid](*args, HEAD_DIM=d, BLOCK=block, INTERP=_interpreting(),
+                                        PER_HEAD=lut.shape[0] > 1, **var.meta())
     return out
 
 

@@ -46,3 +46,54 @@ def check_quant_rows() -> str:
         assert "tt.func" in str(module)
         n += 1
     return f"{n} variants compiled"
+
+
+def _sig(names: str, kind: str) -> dict[str, str]:
+    return {n: kind for n in names.split()}
+
+
+def check_attention() -> str:
+    """Front-end compile the attention kernels (dense, 8-bit, sparse, quantizers) in their Hopper variants."""
+    try:
+        from triton.compiler import ASTSource  # noqa: F401
+    except ImportError as e:
+        return f"skip: this Triton has no ASTSource front end ({e})"
+    from vdrt.kernels import attention as A
+    from vdrt.kernels import attention_int8 as A8
+    from vdrt.kernels import attention_quant as AQ
+    from vdrt.kernels import attention_sparse as S
+
+    strides = _sig("stride_qb stride_ql stride_qh stride_kb stride_kl stride_kh stride_vb stride_vl stride_vh "
+                   "stride_ob stride_ol stride_oh", "i32")
+    n = 0
+    dense = {**_sig("Q K V O", "*bf16"), **_sig("H Lq Lk", "i32"), "qk_scale": "fp32", **strides}
+    for tma, ws, split, lazy in [(0, 0, 0, 0), (1, 0, 0, 0), (1, 1, 0, 0), (1, 0, 1, 1), (0, 0, 1, 0)]:
+        m = ttir(A._attn_fwd, dense, dict(HEAD_DIM=128, BLOCK_M=128, BLOCK_N=64, TMA=bool(tma), WS=bool(ws),
+                                          SPLIT=bool(split), LAZY=bool(lazy), INTERP=False))
+        n += "tt.func" in str(m)
+    for qk, pv, tma, lazy in [("int8", True, 0, 0), ("int8", True, 1, 1), ("fp8", True, 1, 0), ("int8", False, 1, 0)]:
+        codes = "*i8" if qk == "int8" else "*fp8e4nv"
+        sig = {"Q8": codes, "QS": "*fp32", "K8": codes, "KS": "*fp32", "V": "*fp8e4nv" if pv else "*bf16",
+               "VS": "*fp32", "O": "*bf16", **_sig("H Lq Lk L_PAD NB", "i32"),
+               **_sig("stride_ql stride_qh stride_qb stride_kl stride_kh stride_kb stride_vb stride_vl stride_vh "
+                      "stride_ob stride_ol stride_oh", "i32")}
+        m = ttir(A8._attn8_fwd, sig, dict(HEAD_DIM=128, BLOCK_M=128, BLOCK_N=64, QK_FP8=qk == "fp8", PV_FP8=pv,
+                                          TMA=bool(tma), WS=False, LAZY=bool(lazy), INTERP=False))
+        n += "tt.func" in str(m)
+    for eight, tma in [(0, 0), (0, 1), (1, 1), (1, 0)]:
+        codes = "*i8" if eight else "*bf16"
+        sig = {"Q": codes, "K": codes, "V": "*fp8e4nv" if eight else "*bf16", "O": "*bf16",
+               **_sig("QS KS VS", "*fp32"), **_sig("Starts Lens Lut Counts", "*i32"),
+               **_sig("H L T WIDTH L_PAD", "i32"), "qk_scale": "fp32", **strides}
+        m = ttir(S._sparse_fwd, sig, dict(HEAD_DIM=128, BLOCK=128, EIGHT=bool(eight), QK_FP8=False, PV_FP8=bool(eight),
+                                          TMA=bool(tma), WS=False, LAZY=False, INTERP=False, PER_HEAD=bool(tma)))
+        n += "tt.func" in str(m)
+    for fp8 in (True, False):
+        codes = "*fp8e4nv" if fp8 else "*i8"
+        sig = {"X": "*bf16", "Xq": codes, "S": "*fp32", **_sig("H L", "i32"), "extra_scale": "fp32",
+               **_sig("sxb sxl sxh sqb sql sqh", "i32")}
+        n += "tt.func" in str(ttir(AQ._rows_kernel, sig, dict(D=128, BLOCK=64, FP8=fp8, EMULATE=False)))
+        sig = {"X": "*bf16", "Mean": "*fp32", "Starts": "*i32", "Lens": "*i32", "Xq": codes, "S": "*fp32",
+               **_sig("H NB sxb sxl sxh sqb sql sqh", "i32")}
+        n += "tt.func" in str(ttir(AQ._blocks_kernel, sig, dict(D=128, BLOCK=64, FP8=fp8, EMULATE=False, HAS_MEAN=True)))
+    return f"{n} variants compiled"
