@@ -64,14 +64,15 @@ def once(which: str, best_path: str | None) -> None:
     best = json.load(open(best_path)) if best_path else {}
     b, n, h, d, grid = CASES["wan13b"]
     q, k, v = inputs(b, n, h, d)
-    plan = SparseConfig(density=0.25).plan(grid, h)
+    sp = dict(best.get("sparse", {}))
+    plan = SparseConfig(density=0.25, block=sp.pop("block", 128)).plan(grid, h)
     for _ in range(2):
         if which == "dense":
             A.attention_fwd(q, k, v, variant=A.Variant(**best["dense"]) if "dense" in best else None)
         elif which == "int8":
             A8.attention_int8_fwd(q, k, v, variant=A8.Variant8(**best["int8"]) if "int8" in best else None)
         else:
-            var = S.SparseVariant(**best["sparse"]) if "sparse" in best else None
+            var = S.SparseVariant(**sp) if sp else None
             S.sparse_attention_fwd(q, k, v, *S.device_tables(plan, q.device), plan.layout.block, variant=var)
     torch.cuda.synchronize()
 

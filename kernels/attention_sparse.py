@@ -38,12 +38,11 @@ from vdrt.kernels.attention_int8 import _k_desc, _load_k8, _load_v8, _scores8, _
 
 
 @triton.jit
-def _visit(acc, l_i, m_i, q, q_scale, kt, kd, vd, K, V, KS_row, Starts, Lens, base_k, base_v, L, L_PAD,
+def _visit(acc, l_i, m_i, q, q_scale, kt, row, kd, vd, K, V, KS_row, Lens, base_k, base_v, L, L_PAD,
            stride_kl, stride_vl, qk_scale, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, MASK: tl.constexpr,
            EIGHT: tl.constexpr, QK_FP8: tl.constexpr, PV_FP8: tl.constexpr, TMA: tl.constexpr,
            LAZY: tl.constexpr, INTERP: tl.constexpr, P_LOG2: tl.constexpr):
-    """Query tile x key tile `kt`: one online-softmax update."""
-    row = tl.load(Starts + kt)
+    """Query tile x key tile `kt` (its first row `row`): one online-softmax update."""
     if EIGHT:
         k = _load_k8(kd, K, base_k, row, L, stride_kl, HEAD_DIM, BLOCK, TMA)
         s = _scores8(q, k, q_scale * tl.load(KS_row + kt), QK_FP8, INTERP)
@@ -57,7 +56,7 @@ def _visit(acc, l_i, m_i, q, q_scale, kt, kd, vd, K, V, KS_row, Starts, Lens, ba
 
 
 @triton.jit
-def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, Counts, H, L, T, WIDTH, L_PAD, qk_scale,
+def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, LutRows, Counts, H, L, T, WIDTH, L_PAD, qk_scale,
                 stride_qb, stride_ql, stride_qh, stride_kb, stride_kl, stride_kh,
                 stride_vb, stride_vl, stride_vh, stride_ob, stride_ol, stride_oh,
                 HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, EIGHT: tl.constexpr, QK_FP8: tl.constexpr,
@@ -87,17 +86,20 @@ def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, Counts, H, L, T, WIDT
     if PER_HEAD:
         row_t = h * T + t
     lut = Lut + row_t * WIDTH
+    lut_rows = LutRows + row_t * WIDTH  # starts[lut]: the key rows without a dependent load
     n_full, n_all = tl.load(Counts + row_t * 2), tl.load(Counts + row_t * 2 + 1)
     ks_row = KS + pid_bh * T
     m_i = tl.full([BLOCK], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK], tl.float32)
     acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
     for j in tl.range(0, n_full, warp_specialize=WS):
-        acc, l_i, m_i = _visit(acc, l_i, m_i, q, q_scale, tl.load(lut + j), kd, vd, K, V, ks_row, Starts, Lens,
+        kt = tl.load(lut + j) if EIGHT else 0  # the tile id: only 8-bit needs it (its K scale)
+        acc, l_i, m_i = _visit(acc, l_i, m_i, q, q_scale, kt, tl.load(lut_rows + j), kd, vd, K, V, ks_row, Lens,
                                base_k, base_v, L, L_PAD, stride_kl, stride_vl, qk_scale, HEAD_DIM, BLOCK, False,
                                EIGHT, QK_FP8, PV_FP8, TMA, LAZY, INTERP, p_log2)
     for j in range(n_full, n_all):
-        acc, l_i, m_i = _visit(acc, l_i, m_i, q, q_scale, tl.load(lut + j), kd, vd, K, V, ks_row, Starts, Lens,
+        acc, l_i, m_i = _visit(acc, l_i, m_i, q, q_scale, tl.load(lut + j), tl.load(lut_rows + j), kd, vd, K, V,
+                               ks_row, Lens,
                                base_k, base_v, L, L_PAD, stride_kl, stride_vl, qk_scale, HEAD_DIM, BLOCK, True,
                                EIGHT, QK_FP8, PV_FP8, TMA, LAZY, INTERP, p_log2)
     out = acc / l_i[:, None]
@@ -140,12 +142,14 @@ DEFAULT8 = SparseVariant(eight=True)
 
 @lru_cache(maxsize=64)
 def device_tables(plan, device: torch.device):
-    """(starts, lens, lut, counts) of `plan` on `device`, made once per plan and device."""
+    """(starts, lens, lut, lut_rows, counts) of `plan` on `device`, made once per plan and device;
+    lut_rows = starts[lut], the first row of each visited tile."""
     lay = plan.layout
-    return tuple(t.to(device).contiguous() for t in (lay.starts, lay.lens, plan.lut, plan.counts))
+    rows = lay.starts[plan.lut.long()]
+    return tuple(t.to(device).contiguous() for t in (lay.starts, lay.lens, plan.lut, rows, plan.counts))
 
 
-def sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block: int, scale: float | None = None,
+def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: int, scale: float | None = None,
                          variant: SparseVariant | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """(B, L, H, D) x3 in tile order + a plan's tables -> (B, L, H, D) in q's dtype."""
     _check(q, k, v, "sparse attention")
@@ -169,7 +173,7 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block: int, scale: 
         set_descriptor_allocator()
     l_pad = v.shape[-1] if var.eight and var.pv_fp8 else n
     vstr = (0, 0, 0) if var.eight and var.pv_fp8 else v.stride()[:3]
-    args = (q, k, v, out, qs, ks, vs, starts, lens, lut, counts, h, n, lut.shape[1], lut.shape[2],
+    args = (q, k, v, out, qs, ks, vs, starts, lens, lut, lut_rows, counts, h, n, lut.shape[1], lut.shape[2],
             l_pad, sm, *q.stride()[:3], *k.stride()[:3], *vstr, *out.stride()[:3])
     grid = (lut.shape[1], b * h)
     traceable(_sparse_fwd, *args)[grid](*args, HEAD_DIM=d, BLOCK=block, INTERP=_interpreting(),
@@ -182,13 +186,15 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block: int, scale: 
 
 @triton_op("vdrt::attention_sparse", mutates_args=())
 def attention_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor,
-                     lut: torch.Tensor, counts: torch.Tensor, block: int, eight: bool = False) -> torch.Tensor:
+                     lut: torch.Tensor, lut_rows: torch.Tensor, counts: torch.Tensor, block: int,
+                     eight: bool = False) -> torch.Tensor:
     """vdrt::attention_sparse: (B, L, H, D) x3 in tile order + plan tables -> (B, L, H, D)."""
-    return sparse_attention_fwd(q, k, v, starts, lens, lut, counts, block, variant=DEFAULT8 if eight else DEFAULT)
+    return sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block,
+                                variant=DEFAULT8 if eight else DEFAULT)
 
 
 @attention_sparse.register_fake
-def _attention_sparse_fake(q, k, v, starts, lens, lut, counts, block, eight=False):
+def _attention_sparse_fake(q, k, v, starts, lens, lut, lut_rows, counts, block, eight=False):
     return q.new_empty(q.shape)
 
 

@@ -83,7 +83,7 @@ def check_attention() -> str:
     for eight, tma in [(0, 0), (0, 1), (1, 1), (1, 0)]:
         codes = "*i8" if eight else "*bf16"
         sig = {"Q": codes, "K": codes, "V": "*fp8e4nv" if eight else "*bf16", "O": "*bf16",
-               **_sig("QS KS VS", "*fp32"), **_sig("Starts Lens Lut Counts", "*i32"),
+               **_sig("QS KS VS", "*fp32"), **_sig("Starts Lens Lut LutRows Counts", "*i32"),
                **_sig("H L T WIDTH L_PAD", "i32"), "qk_scale": "fp32", **strides}
         m = ttir(S._sparse_fwd, sig, dict(HEAD_DIM=128, BLOCK=128, EIGHT=bool(eight), QK_FP8=False, PV_FP8=bool(eight),
                                           TMA=bool(tma), WS=False, LAZY=False, INTERP=False, PER_HEAD=bool(tma)))
