@@ -223,7 +223,9 @@ def sparse_variants(sweep: bool):
     from vdrt.kernels.attention_sparse import SparseVariant as S
 
     if not sweep:
-        return []
+        from vdrt.kernels.attention_sparse import default_variant
+
+        return [(64, default_variant(64, False)), (64, default_variant(64, True))]
     return [(128, S(tma=True, ws=True)), (64, S(warps=4, tma=True)), (64, S(warps=4, stages=2, tma=True)),
             (64, S(warps=4, stages=4, tma=True)), (64, S(eight=True, warps=4, tma=True)),
             (64, S(eight=True, pv_fp8=False, warps=4, tma=True)), (128, S(eight=True, tma=True, lazy=True)),

@@ -37,6 +37,11 @@ def traceable(kernel, *tensors):
     return kernel
 
 
+def tracing(*tensors) -> bool:
+    """True while torch traces (compile, export, AOTI): fake/functional tensors or a tracing mode."""
+    return _tracing(tensors)
+
+
 def _tracing(tensors) -> bool:
     from torch._subclasses.fake_tensor import is_fake
 

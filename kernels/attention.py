@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op
 
-from vdrt.kernels._common import cast_out, to_e4m3, traceable
+from vdrt.kernels._common import cast_out, to_e4m3, traceable, tracing
 from vdrt.kernels._common import interpreting as _interpreting
 
 LOG2E = 1.4426950408889634
@@ -263,8 +263,11 @@ class Variant:
                     LAZY=self.lazy, num_warps=self.warps, num_stages=self.stages)
 
 
-# The GPU default, per head dim: replaced by the measured best (benchmarks/kernels_attention.py).
-DEFAULT = {64: Variant(128, 64, 4, 3), 128: Variant(128, 64, 8, 3)}
+# The GPU default per head dim: the fastest measured on the H200 (benchmarks/attention.py, 2026-11-29,
+# benchmarks/results/h200/attention_2026-11-29_run3.json): TMA + warp specialisation, 12.86 ms at
+# 32760x12x128 (cuDNN 11.78), 15.31 ms at 32760x24x64 (cuDNN 15.77).
+DEFAULT = {64: Variant(128, 64, 8, 3, tma=True, ws=True), 128: Variant(128, 64, 8, 3, tma=True, ws=True)}
+TRACEABLE = Variant(128, 64, 8, 3)  # while torch traces (compile/export/AOTI): no device-side descriptors
 
 
 def _check(q, k, v, kernel: str = "attention kernel") -> None:
@@ -327,6 +330,8 @@ def attention_fwd(q, k, v, scale: float | None = None, block_m: int | None = Non
     if lq == 0 or b * h == 0:
         return out
     var = _variant(variant, d, block_m, block_n)
+    if var.tma and tracing(q, k, v):  # Inductor's launcher gives user kernels no descriptor scratch
+        var = TRACEABLE
     if var.tma and not tma_ok(q, k, v):
         var = Variant(var.block_m, var.block_n, var.warps, var.stages, split=var.split, lazy=var.lazy)
     if var.tma:

@@ -28,7 +28,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from vdrt.kernels import attention_quant as AQ
-from vdrt.kernels._common import cast_out, traceable
+from vdrt.kernels._common import cast_out, traceable, tracing
 from vdrt.kernels.attention import (LOG2E, _check, _interpreting, _kv_loader, _load_kv, _load_q, _scores,
                                     _softmax_pv, set_descriptor_allocator, tma_ok)
 from vdrt.kernels.attention_int8 import _k_desc, _load_k8, _load_v8, _scores8, _v_desc
@@ -136,8 +136,14 @@ class SparseVariant:
                     WS=self.ws, LAZY=self.lazy, num_warps=self.warps, num_stages=self.stages)
 
 
-DEFAULT = SparseVariant()
-DEFAULT8 = SparseVariant(eight=True)
+def default_variant(block: int, eight: bool) -> SparseVariant:
+    """The fastest measured on the H200 (benchmarks/attention.py, 2026-11-29, Wan-1.3B grid, 25% density):
+    64-token tiles with 4 warps (bf16 4.76 ms; 8-bit 3.84 ms with int8 QK and bf16 PV: its fp8-PV form
+    ran 14.3 ms, e4m3 V^T tiles at unaligned columns go through pointer loads); 128-token tiles: 8 warps
+    (bf16 4.94 ms with warp specialisation)."""
+    if block == 64:
+        return SparseVariant(eight=eight, pv_fp8=False, warps=4, stages=4 if not eight else 3, tma=True)
+    return SparseVariant(eight=eight, pv_fp8=False, warps=8, stages=3, tma=True, ws=not eight)
 
 
 @lru_cache(maxsize=64)
@@ -156,7 +162,7 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: in
     if q.shape != k.shape or lut.shape[0] not in (1, q.shape[2]) or int(lens.sum()) != q.shape[1]:
         raise ValueError(f"sparse attention takes q, k, v of one shape whose tokens are the plan's tiles "
                          f"({int(lens.sum())} tokens, {lut.shape[0]} window sets); got {tuple(q.shape)}, {tuple(k.shape)}")
-    var = variant or (DEFAULT if not _interpreting() else SparseVariant(warps=4, stages=1))
+    var = variant or _op_variant(block, False)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     b, n, h, d = q.shape
     out = torch.empty_like(q) if out is None else out
@@ -167,7 +173,7 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: in
         v, vs = AQ.quantize_v(v) if var.pv_fp8 else (v, qs)
     else:
         qs = ks = vs = starts  # unused
-    if var.tma and not tma_ok(q, k, v):
+    if var.tma and (not tma_ok(q, k, v) or tracing(q)):
         var = SparseVariant(var.eight, var.qk, var.pv_fp8, var.warps, var.stages, lazy=var.lazy)
     if var.tma:
         set_descriptor_allocator()
@@ -181,6 +187,12 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: in
     return out
 
 
+def _op_variant(block: int, eight: bool) -> SparseVariant:
+    if _interpreting():  # small tiles of work for the CPU interpreter
+        return SparseVariant(eight=eight, pv_fp8=False, warps=4, stages=1)
+    return default_variant(block, eight)
+
+
 # ---------------------------------------------------------------- torch.library ops
 
 
@@ -189,8 +201,7 @@ def attention_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, starts: 
                      lut: torch.Tensor, lut_rows: torch.Tensor, counts: torch.Tensor, block: int,
                      eight: bool = False) -> torch.Tensor:
     """vdrt::attention_sparse: (B, L, H, D) x3 in tile order + plan tables -> (B, L, H, D)."""
-    return sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block,
-                                variant=DEFAULT8 if eight else DEFAULT)
+    return sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block, variant=_op_variant(block, eight))
 
 
 @attention_sparse.register_fake

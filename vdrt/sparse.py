@@ -134,7 +134,7 @@ class SparseConfig:
     density: float = 0.25
     window: tuple | None = None  # (wf, wh, ww) tiles, or ((wf, wh, ww), ...) one per head
     tile: Grid | None = None
-    block: int = 128
+    block: int = 64  # 64-token tiles measured faster than 128 on the H200 (4.76 vs 4.94 ms, Wan-1.3B, 25%)
 
     def __post_init__(self):
         if not isinstance(self.density, (int, float)) or not 0 < self.density <= 1:
