@@ -118,8 +118,10 @@ def test_nan_inside_a_lora_is_refused():
     refused(sd, match="blocks.1.ffn.2.lora_up.weight holds NaN")
 
 
-@pytest.mark.parametrize("key", ["diffusion_model.blocks.0.self_attn.q.dora_scale",
-                                 "lora_unet_blocks_0_ffn_0.hada_w1_a", "diffusion_model.blocks.0.ffn.0.lora_mid.weight"])
+@pytest.mark.parametrize("key", [
+    "diffusion_model.blocks.0.self_attn.q.dora_scale", "lora_unet_blocks_0_ffn_0.hada_w1_a",
+    "diffusion_model.blocks.0.ffn.0.lora_mid.weight",
+])
 def test_key_kinds_vdrt_does_not_read_are_named(key):
     sd = write(random_spec(seed=7, diffs=False, extra=False), "original")
     sd[key] = torch.randn(4, 4)

@@ -118,3 +118,28 @@ def test_check_engine_loras_accepts_the_build_loras_only(tmp_path):
             lora.check_engine_loras(entries, asked)
     with pytest.raises(ConfigError, match=r"built with LoRAs \[none\]"):
         lora.check_engine_loras([], [(pa, 1.0)])
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_bf16_loras_cost_no_more_than_bf16_itself(fuse, tmp_path, record_property):
+    """In bf16, fused (one rounding of weight + delta) or unfused (bf16 down/up beside the layer), the error
+    against the fp32 merge stays within 1.5x that of the fp32 merge simply cast to bf16."""
+    from tests.models.test_lora import forward, tiny_inputs
+    from tests.models.test_wan import rel_err
+
+    spec = random_spec(seed=13)
+    path = save(tmp_path, spec, "original")
+    if fuse:
+        model = vdrt.load_denoiser("wan-tiny", dtype=torch.bfloat16, lora=[(path, 0.9)])
+    else:
+        model = vdrt.load_denoiser("wan-tiny", dtype=torch.bfloat16)
+        lora.load_lora(model, path, scale=0.9)
+    exact = merged([(spec, 0.9)])
+    x = tiny_inputs()
+    x16 = {k: v.to(torch.bfloat16) for k, v in x.items()}
+    want = forward(exact, x)
+    err = rel_err(forward(model, x16).float(), want)
+    budget = rel_err(forward(exact.to(torch.bfloat16), x16).float(), want)
+    record_property("rel_err_bf16_lora_vs_fp32_merge", err)
+    record_property("rel_err_bf16_cast_merge_vs_fp32_merge", budget)
+    assert err <= 1.5 * budget

@@ -57,7 +57,8 @@ class Recipe:
         config = getattr(model_or_config, "config", model_or_config)
         family = getattr(config, "family", None)
         if family != self.family:
-            return f"it is for {self.family} models ({self.description}), this is a {family or type(config).__name__} model"
+            kind = family or type(config).__name__
+            return f"it is for {self.family} models ({self.description}), this is a {kind} model"
         if self.t2v_only and getattr(config, "cond_channels", 0):
             return (f"it was distilled for text-to-video only ({self.description}), this model takes "
                     f"{config.cond_channels} conditioning channels (image-to-video)")

@@ -18,6 +18,7 @@ from typing import Mapping
 
 from torch import nn
 
+from vdrt.checkpoint import PICKLE_SUFFIXES
 from vdrt.errors import ConfigError
 from vdrt.models.lora import apply
 from vdrt.models.lora.apply import Adapter, check_scale
@@ -26,12 +27,12 @@ from vdrt.models.lora.formats import FORMATS, LoraWeights, resolve
 
 log = logging.getLogger(__name__)
 
-LORA_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+LORA_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
 
 __all__ = [
     "load_lora", "set_lora_scale", "enable_lora", "disable_lora", "fuse_lora", "unfuse_lora", "unload_lora",
-    "list_loras", "lora_manifest_entries", "check_engine_loras", "parse_lora_flag", "check_lora_arg", "apply_loras", "Adapter",
-    "LoraWeights", "FORMATS",
+    "list_loras", "lora_manifest_entries", "check_engine_loras", "parse_lora_flag", "check_lora_arg",
+    "apply_loras", "Adapter", "LoraWeights", "FORMATS",
 ]
 
 

@@ -2,11 +2,11 @@
 
 Key formats in the wild (one file may mix them; the format is told per key):
 
-| format | example key | names |
-| --- | --- | --- |
-| diffusers / PEFT | `transformer.blocks.0.attn1.to_q.lora_A.weight`, `lora_B.weight`, `lora_B.bias` | diffusers' |
-| original / ComfyUI | `diffusion_model.blocks.0.self_attn.q.lora_down.weight`, `lora_up.weight`, `.alpha`, `.diff`, `.diff_b` | the model's own (Wan2.1 repo = vdrt) |
-| kohya / musubi-tuner | `lora_unet_blocks_0_self_attn_q.lora_down.weight`, `.alpha` | vdrt's, dots as underscores |
+- diffusers / PEFT: `transformer.blocks.0.attn1.to_q.lora_A.weight`, `lora_B.weight`, `lora_B.bias`
+  (diffusers' module names);
+- original / ComfyUI: `diffusion_model.blocks.0.self_attn.q.lora_down.weight`, `lora_up.weight`, `.alpha`,
+  `.diff`, `.diff_b` (the model's own names: for Wan, the Wan2.1 repository's, which are vdrt's);
+- kohya / musubi-tuner: `lora_unet_blocks_0_self_attn_q.lora_down.weight`, `.alpha` (vdrt's, dots as underscores).
 
 Any key kind goes with any naming: `lora_A`/`lora_down` (down, (r, in)), `lora_B`/`lora_up` (up, (out, r)),
 `alpha` (scalar; the low-rank delta is alpha / r * up @ down; missing = r, i.e. scale 1.0, as diffusers,
