@@ -30,10 +30,18 @@ DIFFUSERS_CONVERTERS = {
 }
 
 
-def load_denoiser(source, dtype: torch.dtype = torch.float32, device="cpu", trust_pickle: bool = False):
-    """Load a denoiser module in eval mode on `device` with `dtype`."""
-    model = _load(source, trust_pickle)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+def load_denoiser(source, dtype: torch.dtype = torch.float32, device="cpu", trust_pickle: bool = False, lora=None):
+    """Load a denoiser module in eval mode on `device` with `dtype`.
+
+    `lora`: LoRA files (paths or (path, scale) pairs), fused into the weights in order, after the
+    move to `device` (see vdrt.models.lora); the paths and scales are checked before anything loads.
+    """
+    from vdrt.models.lora import apply_loras, check_lora_arg
+
+    specs = check_lora_arg(lora)
+    model = _load(source, trust_pickle).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    apply_loras(model, specs, fuse=True, trust_pickle=trust_pickle)
+    return model
 
 
 def _load(source, trust_pickle: bool):
