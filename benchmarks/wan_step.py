@@ -5,7 +5,11 @@
 Latents (1, 16, 21, 60, 104) = 32760 tokens after 1x2x2 patches, 512 text tokens, bf16, random
 weights (the same weights in both: diffusers' are converted into ours). Rows: vdrt eager with the
 torch ops, vdrt eager with the registry's automatic choice (our kernels where registered), vdrt
-with CUDA graphs, diffusers eager, and optionally torch.compile of each (compile time apart).
+with CUDA graphs, the lossy options (fp8 linears, 8-bit attention, sparse 3D attention at 25%
+density, alone and together), diffusers eager, and optionally torch.compile of each and diffusers'
+regional compile (`compile_repeated_blocks`), compile time apart.
+
+    python benchmarks/wan_step.py --preset wan2.1-t2v-14b --height 90 --width 160 --no-diffusers --lossy-only
 """
 from __future__ import annotations
 
@@ -64,22 +68,54 @@ def main():
     ap.add_argument("--height", type=int, default=60)
     ap.add_argument("--width", type=int, default=104)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of both models")
+    ap.add_argument("--no-diffusers", action="store_true", help="ours only (no peer, no rel err column)")
+    ap.add_argument("--lossy-only", action="store_true", help="only the default and the lossy rows")
+    ap.add_argument("--reps-ms", type=int, default=2000, help="timing window per row (median of the calls in it)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     run(args)
 
 
-def run(args):
-    from vdrt import models, ops
+def _models(cfg, with_diffusers: bool):
+    """(ours, diffusers or None) with the same random weights, bf16, on the GPU."""
+    from vdrt import models
     from vdrt.bench_peers import keep_fp32_modules
-    from vdrt.engines.torch import TorchEngine
 
-    cfg = models.config_from_name(args.preset)
     torch.manual_seed(0)
+    if not with_diffusers:
+        with torch.device("cuda"):
+            ours = models.build_model(cfg)
+        return ours.to_dtype(torch.bfloat16).eval().requires_grad_(False), None
     with torch.device("cuda"):
         dm = diffusers_model(cfg)
     ours = ours_from(dm, cfg)
-    dm = keep_fp32_modules(dm.to(torch.bfloat16)).eval().requires_grad_(False)
+    return ours, keep_fp32_modules(dm.to(torch.bfloat16)).eval().requires_grad_(False)
+
+
+def lossy_rows(row, ours, x, t, ctx):
+    """vdrt's lossy options: fp8 linears, 8-bit attention, sparse 3D attention (25%), and together."""
+    from vdrt import ops
+    from vdrt.sparse import SparseConfig
+
+    quarter = SparseConfig(density=0.25)
+    with ops.use(attention="vdrt-int8"):
+        row("vdrt, 8-bit attention", lambda: ours(x, t, ctx))
+    with ops.use(linear="vdrt-fp8", attention="vdrt-int8"):
+        row("vdrt, 8-bit attention + fp8 linears", lambda: ours(x, t, ctx))
+    with ops.use(attention="vdrt-sparse", sparse=quarter):
+        row("vdrt, sparse attention 25% (bf16)", lambda: ours(x, t, ctx))
+    with ops.use(attention="vdrt-sparse-int8", sparse=quarter):
+        row("vdrt, sparse 8-bit attention 25%", lambda: ours(x, t, ctx))
+    with ops.use(linear="vdrt-fp8", attention="vdrt-sparse-int8", sparse=quarter):
+        row("vdrt, sparse 8-bit attention 25% + fp8 linears", lambda: ours(x, t, ctx))
+
+
+def run(args):
+    from vdrt import models, ops
+    from vdrt.engines.torch import TorchEngine
+
+    cfg = models.config_from_name(args.preset)
+    ours, dm = _models(cfg, not args.no_diffusers)
     x = torch.randn(1, cfg.in_channels, args.frames, args.height, args.width, device="cuda", dtype=torch.bfloat16)
     t = torch.tensor([700.0], device="cuda")
     ctx = torch.randn(1, 512, cfg.text_dim, device="cuda", dtype=torch.bfloat16)
@@ -88,49 +124,63 @@ def run(args):
     case = f"{args.preset} B1 {args.frames}x{args.height}x{args.width} ({tokens} tok) text512 bf16"
     m = meta()
     rows = []
-
-    with torch.inference_mode():
-        ref = dm(x, t, ctx, return_dict=False)[0].float()
+    ref = None
+    if dm is not None:
+        with torch.inference_mode():
+            ref = dm(x, t, ctx, return_dict=False)[0].float()
 
     def row(impl, fn, compile_s=None):
         try:
             with torch.inference_mode():
+                t0 = time.perf_counter()
                 out = fn().float()
-                err = ((out - ref).norm() / ref.norm()).item()
-                ms = median_ms(fn, warmup_ms=200, rep_ms=2000)
-            rows.append(Result("wan_step", case, impl, ms, **m, tflops=flops / ms / 1e9, compile_s=compile_s,
-                               rel_err_vs_diffusers=err))
+                torch.cuda.synchronize()
+                first = time.perf_counter() - t0
+                err = ((out - ref).norm() / ref.norm()).item() if ref is not None else None
+                del out
+                ms = median_ms(fn, warmup_ms=200, rep_ms=args.reps_ms)
+            rows.append(Result("wan_step", case, impl, ms, **m, tflops=flops / ms / 1e9,
+                               compile_s=compile_s if compile_s is not None else first, rel_err_vs_diffusers=err))
         except Exception as e:  # one failing variant must not lose the others' numbers
             log.exception("%s failed", impl)
             rows.append(Result("wan_step", case, impl, None, **m, error=f"{type(e).__name__}: {e}"[:300]))
         print(rows[-1], flush=True)
+        write_rows(rows, args.out)  # after every row: a time limit loses nothing
 
-    row("diffusers-eager", lambda: dm(x, t, ctx, return_dict=False)[0])
-    with ops.use(**{op: "torch" for op in ops.OPS}):
-        row("vdrt-torch-eager (torch ops)", lambda: ours(x, t, ctx))
+    if dm is not None:
+        row("diffusers-eager", lambda: dm(x, t, ctx, return_dict=False)[0])
+    if not args.lossy_only:
+        with ops.use(**{op: "torch" for op in ops.OPS}):
+            row("vdrt-torch-eager (torch ops)", lambda: ours(x, t, ctx))
     row("vdrt-torch-eager (auto ops: our kernels)", lambda: ours(x, t, ctx))
-    eng = TorchEngine(ours, cuda_graphs=True)
-    row("vdrt-torch-cudagraph (auto ops)", lambda: eng(x, t, ctx))
-    with ops.use(linear="vdrt-fp8"):
-        row("vdrt eager, kernels + fp8 linears", lambda: ours(x, t, ctx))
-        with ops.use(attention="vdrt-int8"):
-            row("vdrt eager, kernels + fp8 linears + int8 attention", lambda: ours(x, t, ctx))
-    dm.to(torch.bfloat16)  # everything cast, as a plain .to(bf16) does (less precise, fp32 rope gone)
-    row("diffusers-eager (.to(bf16) casts all)", lambda: dm(x, t, ctx, return_dict=False)[0])
+    if not args.lossy_only:
+        eng = TorchEngine(ours, cuda_graphs=True)
+        row("vdrt-torch-cudagraph (auto ops)", lambda: eng(x, t, ctx))
+        with ops.use(linear="vdrt-fp8"):
+            row("vdrt eager, kernels + fp8 linears", lambda: ours(x, t, ctx))
+    lossy_rows(row, ours, x, t, ctx)
     if args.compile:
-        for impl, mod in (("diffusers-torch.compile", dm), ("vdrt-torch.compile (auto ops)", ours)):
-            compiled = torch.compile(mod)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                (compiled(x, t, ctx, return_dict=False)[0] if mod is dm else compiled(x, t, ctx))
-            torch.cuda.synchronize()
-            cs = time.perf_counter() - t0
-            fn = (lambda c=compiled: c(x, t, ctx, return_dict=False)[0]) if mod is dm else \
-                (lambda c=compiled: c(x, t, ctx))
-            row(impl, fn, compile_s=cs)
-            del compiled
-            gc.collect()
+        compile_rows(row, ours, dm, x, t, ctx)
     write_rows(rows, args.out)
+
+
+def compile_rows(row, ours, dm, x, t, ctx):
+    """torch.compile of both models and diffusers' regional compile (compile time = first call)."""
+    variants = [("vdrt-torch.compile (auto ops)", lambda: torch.compile(ours), False)]
+    if dm is not None:
+        variants += [("diffusers-torch.compile", lambda: torch.compile(dm), True),
+                     ("diffusers compile_repeated_blocks (regional)", lambda: _regional(dm), True)]
+    for impl, make, is_dm in variants:
+        compiled = make()
+        fn = (lambda c=compiled: c(x, t, ctx, return_dict=False)[0]) if is_dm else (lambda c=compiled: c(x, t, ctx))
+        row(impl, fn)
+        del compiled
+        gc.collect()
+
+
+def _regional(dm):
+    dm.compile_repeated_blocks(fullgraph=True)
+    return dm
 
 
 if __name__ == "__main__":

@@ -115,6 +115,12 @@ def sparse_config():
     return _SPARSE[0] or SparseConfig()
 
 
+def state() -> tuple:
+    """Everything that decides which implementation runs: the choices and the sparse config. A CUDA
+    graph captured under one state must not be replayed under another (per-step attention schedules)."""
+    return tuple(sorted(_CHOICE.items())), _SPARSE[0]
+
+
 def _check_op(op: str) -> None:
     if op not in _IMPLS:
         raise ConfigError(f"unknown op {op!r}; ops are {list(OPS)}")

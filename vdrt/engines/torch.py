@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vdrt import ops
 from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class TorchEngine:
             return self.module(latents, timestep, context, **cond)
         inputs = {"latents": latents, "timestep": timestep, "context": context,
                   **{k: v for k, v in cond.items() if v is not None}}
-        key = tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(inputs.items()))
+        key = (tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(inputs.items())), ops.state())
         if key not in self._graphs:
             self._graphs[key] = self._capture(inputs)
         g = self._graphs[key]
