@@ -115,6 +115,23 @@ def sparse_config():
     return _SPARSE[0] or SparseConfig()
 
 
+_DEBUG = [os.environ.get("VDRT_DEBUG") == "1"]
+
+
+def set_debug(on: bool) -> None:
+    """Debug mode: ops check their inputs for NaN/Inf (one reduction per tensor per call)."""
+    _DEBUG[0] = bool(on)
+
+
+def _check_finite(**tensors) -> None:
+    from vdrt.errors import SamplingError
+
+    for name, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
+            raise SamplingError(f"attention input {name} {tuple(t.shape)} holds NaN or Inf (debug mode); "
+                                "look at the layer before it, or run in float32")
+
+
 def state() -> tuple:
     """Everything that decides which implementation runs: the choices and the sparse config. A CUDA
     graph captured under one state must not be replayed under another (per-step attention schedules)."""
@@ -156,6 +173,11 @@ def _dispatch(op: str, torch_fn: Callable, *args, **kwargs):
         impl = next(i for i in _IMPLS[op] if i.name == choice)
         if impl.supports is None or impl.supports(*args, **kwargs):
             return impl.fn(*args, **kwargs)
+        if op == "attention" and _on_gpu(args):  # a forced kernel that cannot take these inputs: refuse
+            q = args[0]
+            raise ConfigError(f"attention implementation {choice!r} cannot take q of shape {tuple(q.shape)} "
+                              f"{q.dtype} (its kernels take head dims 64 and 128 in bf16/fp16 on sm80+); "
+                              "use --attention auto or sdpa")
         _warn_fallback(op, choice)
         return torch_fn(*args, **kwargs)
     for impl in _IMPLS[op]:
@@ -247,7 +269,11 @@ def attention(q, k, v, plan=None):
     """(B, Lq, H, D), (B, Lk, H, D), (B, Lk, H, D) -> (B, Lq, H, D).
 
     `plan` (a `vdrt.sparse.Plan`, tokens in its tile order) is used by the sparse implementations;
-    every other implementation attends to all keys (order-independent, so the result is the same)."""
+    every other implementation attends to all keys (order-independent, so the result is the same).
+    NaN/Inf in q, k or v propagate to the output (the sampling loop then stops, naming the step);
+    with `set_debug(True)` (or VDRT_DEBUG=1) they are refused here, naming the tensor."""
+    if _DEBUG[0]:
+        _check_finite(q=q, k=k, v=v)
     choice = _CHOICE["attention"]
     if choice in SPARSE_IMPLS:
         if plan is not None and not plan.dense:

@@ -57,3 +57,33 @@ def test_torch_references_are_correct():
     st = seq @ seq.transpose(-1, -2) / 8**0.5
     want_t = (st.softmax(-1) @ seq).permute(0, 3, 1, 2, 4)
     torch.testing.assert_close(ops.temporal_attention(qt, qt, qt), want_t)
+
+
+def test_attention_debug_mode_refuses_nan():
+    from vdrt.errors import SamplingError
+
+    q = torch.randn(1, 8, 2, 16)
+    bad = q.clone()
+    bad[0, 3, 1, 5] = float("nan")
+    assert torch.isnan(ops.attention(q, q, bad)).any()  # default: NaN propagates (the loop names the step)
+    ops.set_debug(True)
+    try:
+        with pytest.raises(SamplingError, match="input v .*NaN"):
+            ops.attention(q, q, bad)
+        assert torch.isfinite(ops.attention(q, q, q)).all()
+    finally:
+        ops.set_debug(False)
+
+
+def test_forced_attention_kernel_refuses_inputs_it_cannot_take_on_gpu(monkeypatch):
+    """On a GPU, a forced kernel that cannot take the head dim / dtype is refused with the fix;
+    on the CPU (no kernel can run) the torch path is used."""
+    from vdrt.errors import ConfigError
+
+    q = torch.randn(1, 8, 2, 96)
+    with ops.use(attention="vdrt"):
+        assert torch.equal(ops.attention(q, q, q), ops.attention_torch(q, q, q))
+        monkeypatch.setattr(ops, "_on_gpu", lambda args: True)
+        monkeypatch.setattr(ops, "_ensure_kernels_loaded", lambda force=False: None)
+        with pytest.raises(ConfigError, match="cannot take q of shape .*96.*--attention auto"):
+            ops.attention(q, q, q)
