@@ -293,6 +293,16 @@ def _attention_int8_fake(q, k, v, scale=None, pv_fp8=None):
     return q.new_empty(q.shape)
 
 
+def emulate(q, k, v) -> torch.Tensor:
+    """The kernel's numerics in torch (the float64 simulation of its quantization, P and V rounding),
+    in q's dtype: what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there."""
+    if q.shape[-1] > 256 or q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        from vdrt import ops
+
+        return ops.attention_torch(q, k, v)
+    return reference_quantized(q, k, v, block_n=DEFAULT.block_n).to(q.dtype)
+
+
 def supports(q, k, v, *args, **kwargs) -> bool:
     """Opt-in only (forced "vdrt-int8"); CUDA sm80+, one dtype in {bf16, fp16}, D in {64, 128}."""
     from vdrt import ops
@@ -306,4 +316,4 @@ def register_ops() -> None:
     from vdrt import ops
 
     ops.register("attention", "vdrt-int8", lambda q, k, v: torch.ops.vdrt.attention_int8(q, k, v),
-                 supports=supports)
+                 supports=supports, emulate=emulate)

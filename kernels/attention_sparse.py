@@ -222,6 +222,22 @@ def supports(q, k, v, plan=None, **kwargs) -> bool:
     return plan is not None and not plan.dense and dense_supports(q, k, v) and q.shape == k.shape
 
 
+def emulate(q, k, v, plan, eight: bool) -> torch.Tensor:
+    """The kernel's numerics in torch for CPU tensors: 8-bit Q (per token) and K (smoothed, per tile)
+    dequantized, then the block-sparse attention in fp32 (P kept unrounded, a small difference: the
+    kernel rounds P to bf16). bf16 sparse is exact in `vdrt.sparse.attention_torch`."""
+    from vdrt import sparse
+
+    if not eight:
+        return sparse.attention_torch(q, k, v, plan)
+    qc, qs = AQ.reference_rows(q, "int8")
+    kc, ks = AQ.reference_blocks(k, plan.layout.starts, plan.layout.lens, "int8")
+    tile_of = torch.repeat_interleave(torch.arange(plan.layout.lens.numel()), plan.layout.lens.long())
+    qd = (qc * qs.permute(0, 2, 1)[..., None]).float()
+    kd = (kc * ks[:, :, tile_of].permute(0, 2, 1)[..., None]).float()
+    return sparse.attention_torch(qd, kd, v.float(), plan).to(q.dtype)
+
+
 def register_ops() -> None:
     """Implementations "vdrt-sparse" and "vdrt-sparse-int8" of op "attention" (forced choices only:
     lossy). `vdrt.ops.attention` calls them with a plan only; without one it runs their dense choice."""
@@ -229,4 +245,4 @@ def register_ops() -> None:
 
     for name, eight in (("vdrt-sparse", False), ("vdrt-sparse-int8", True)):
         ops.register("attention", name, lambda q, k, v, plan, eight=eight: run_plan(q, k, v, plan, eight),
-                     supports=supports)
+                     supports=supports, emulate=lambda q, k, v, plan, eight=eight: emulate(q, k, v, plan, eight))

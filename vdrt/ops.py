@@ -32,6 +32,7 @@ class Impl:
     name: str
     fn: Callable
     supports: Callable[..., bool] | None = None
+    emulate: Callable | None = None  # lossy kernels: the same numerics in torch, for CPU tensors
 
 
 _IMPLS: dict[str, list[Impl]] = {op: [] for op in OPS}
@@ -39,10 +40,14 @@ _CHOICE: dict[str, str] = {op: "auto" for op in OPS}
 _WARNED: set[tuple[str, str]] = set()
 
 
-def register(op: str, name: str, fn: Callable, supports: Callable[..., bool] | None = None) -> None:
-    """Add (or replace) implementation `name` of `op`; later registrations are tried first."""
+def register(op: str, name: str, fn: Callable, supports: Callable[..., bool] | None = None,
+             emulate: Callable | None = None) -> None:
+    """Add (or replace) implementation `name` of `op`; later registrations are tried first.
+
+    `emulate`: for a lossy kernel, a torch function with the kernel's numerics (its quantization),
+    run when the choice is forced on CPU tensors, so the quality cost can be measured without a GPU."""
     _check_op(op)
-    _IMPLS[op] = [Impl(name, fn, supports)] + [i for i in _IMPLS[op] if i.name != name]
+    _IMPLS[op] = [Impl(name, fn, supports, emulate)] + [i for i in _IMPLS[op] if i.name != name]
 
 
 def available(op: str) -> list[str]:
@@ -173,6 +178,8 @@ def _dispatch(op: str, torch_fn: Callable, *args, **kwargs):
         impl = next(i for i in _IMPLS[op] if i.name == choice)
         if impl.supports is None or impl.supports(*args, **kwargs):
             return impl.fn(*args, **kwargs)
+        if impl.emulate is not None and not _on_gpu(args):
+            return impl.emulate(*args, **kwargs)
         if op == "attention" and _on_gpu(args):  # a forced kernel that cannot take these inputs: refuse
             q = args[0]
             raise ConfigError(f"attention implementation {choice!r} cannot take q of shape {tuple(q.shape)} "
@@ -287,9 +294,13 @@ def _sparse_attention(name: str, q, k, v, plan):
 
     if _on_gpu((q,)):
         _ensure_kernels_loaded()
+    else:
+        _ensure_kernels_loaded(force=True)  # for the emulation of a lossy kernel's numerics
     impl = next((i for i in _IMPLS["attention"] if i.name == name), None)
     if impl is not None and impl.supports(q, k, v, plan):
         return impl.fn(q, k, v, plan)
+    if impl is not None and impl.emulate is not None and not _on_gpu((q,)):
+        return impl.emulate(q, k, v, plan)
     if _on_gpu((q,)):
         _warn_fallback("attention", name)
     return sparse.attention_torch(q, k, v, plan)  # the same block-sparse function, in torch

@@ -106,8 +106,13 @@ def test_registry_runs_torch_path_on_cpu():
     plan = lay.plan((1, 1, 1))
     q, k, v = (_rand(1, lay.num_tokens, 2, 64, seed=s) for s in range(3))
     assert not S.supports(q, k, v, plan)  # CPU tensors
-    with ops.use(attention="vdrt-sparse-int8"):
+    with ops.use(attention="vdrt-sparse"):
         assert torch.equal(ops.attention(q, k, v, plan=plan), sparse.attention_torch(q, k, v, plan))
+    with ops.use(attention="vdrt-sparse-int8"):  # the 8-bit numerics, emulated
+        out = ops.attention(q, k, v, plan=plan)
+    ref = _masked_reference(q, k, v, plan)
+    kernel = _rel(_run(q, k, v, plan, S.SparseVariant(eight=True, pv_fp8=False, warps=4, stages=1)), ref)
+    assert 0.3 * kernel < _rel(out, ref) < 3 * kernel
 
 
 # ---------------------------------------------------------------- GPU, Wan shapes
