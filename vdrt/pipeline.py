@@ -126,45 +126,22 @@ class Pipeline:
 
     def _denoise(self, x: torch.Tensor, run: _Run, progress: bool) -> torch.Tensor:
         from vdrt.native import replaces_latents
-        from vdrt.samplers.guidance import cfg_combine
+        from vdrt.samplers import CFGModel, sample
 
-        from tqdm.auto import tqdm
-
-        ts = run.sampler.timesteps(run.num_steps)
         replace = replaces_latents(self.config, run.cond)
         known_noise = torch.randn(x.shape, generator=run.generator).to(self.device) if replace else None
         x = x.to(self.device)
+        neg = run.context[1:] if run.guidance.enabled else None
+        model = CFGModel(self.engine, run.context[:1], neg, run.guidance, cond=run.extra, device=self.device,
+                         dtype=getattr(self.engine, "dtype", torch.float32))
+        paste = None
         if replace:
-            run.cond.known, run.cond.keep = run.cond.known.to(self.device), run.cond.keep.to(self.device)
-        for i in tqdm(range(run.start, run.num_steps), desc="denoise", disable=not progress, leave=False):
-            if replace:
-                x = self._paste(x, run, known_noise, i)
-            cfg = run.guidance.scale != 1.0 and run.guidance.active(i, run.num_steps)
-            out = self._call(x, ts[i], run, cfg)
-            if cfg:
-                out = cfg_combine(out, run.guidance.scale)
-            x = run.sampler.step(x, out, i)
-            if not torch.isfinite(x).all():
-                raise SamplingError(f"NaN/Inf appeared in the latents at step {i + 1}/{run.num_steps}; try "
-                                    "--dtype float32, a smaller guidance, or another sampler")
-        if run.cond.keep is not None and replace:
-            x = run.cond.keep * run.cond.known[None] + (1 - run.cond.keep) * x
-        return x
-
-    def _paste(self, x, run: _Run, noise, i: int) -> torch.Tensor:
-        known = run.sampler.add_noise(run.cond.known[None], noise, i)
-        return run.cond.keep * known + (1 - run.cond.keep) * x
-
-    def _call(self, x: torch.Tensor, t, run: _Run, cfg: bool) -> torch.Tensor:
-        engine, dev = self.engine, self.device
-        dtype = getattr(engine, "dtype", torch.float32)
-        n = 2 if cfg else 1
-        ctx = run.context if cfg else run.context[:1]
-        lat = x.repeat(n, 1, 1, 1, 1)  # (n, C, F, h, w)
-        tt = torch.full((n,), float(t), device=dev, dtype=torch.float32)
-        extra = {k: v.repeat(n, *([1] * (v.dim() - 1))).to(dev, dtype) for k, v in run.extra.items()}
-        out = engine(lat.to(dev, dtype), tt, ctx.to(dev, dtype), **extra)
-        return out.float()
+            known, keep = run.cond.known.to(self.device), run.cond.keep.to(self.device)
+            paste = lambda i, x: keep * run.sampler.add_noise(known[None], known_noise, i + 1) + (1 - keep) * x  # noqa: E731
+            run.sampler.timesteps(run.num_steps)
+            x = keep * run.sampler.add_noise(known[None], known_noise, run.start) + (1 - keep) * x
+        return sample(model, x, run.sampler, run.num_steps, start=run.start, on_step_end=paste,
+                      progress={"disable": not progress, "desc": "denoise"})
 
 
 def _same_length(a: torch.Tensor, b: torch.Tensor):
