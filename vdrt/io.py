@@ -118,17 +118,15 @@ def _temp_sibling(target: Path, suffix: str = "") -> Path:
 
 
 def _atomic_file(target: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` on a temporary sibling of `target`, then rename it onto `target`."""
+    """Run `write(tmp)` on a temporary sibling of `target`, then rename it onto `target` (vdrt.fsutil.atomic_path)."""
+    from vdrt.fsutil import atomic_path
+
     _make_parent(target)
-    tmp = _temp_sibling(target, target.suffix)
     try:
-        write(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".part" + target.suffix) as tmp:
+            write(tmp)
     except (OSError, ValueError) as e:
         raise MediaError(f"could not write {target}: {type(e).__name__}: {e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _make_parent(target: Path) -> None:
@@ -415,7 +413,8 @@ def to_float(frames: np.ndarray, dtype: "torch.dtype | None" = None) -> "torch.T
     import torch
 
     _check_frames(frames, "to_float input")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T, H, W, C) -> (C, T, H, W)
+    frames = np.require(frames, requirements=["C", "W"])  # a read-only array is copied (torch wants writable)
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)  # (T, H, W, C) -> (C, T, H, W)
     x = x.to(torch.float32) / 127.5 - 1.0
     return x if dtype is None else x.to(dtype)
 

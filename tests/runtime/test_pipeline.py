@@ -68,7 +68,7 @@ def test_every_sampler_runs(tiny_pipe, small, sampler):
     (dict(num_steps=-2), "num_steps"),
     (dict(guidance=-1.0), "guidance"),
     (dict(height=30), "multiple of 4"),
-    (dict(width=0), "multiple of 4"),
+    (dict(width=0), "width=0 must be a positive integer"),
     (dict(num_frames=0), "num_frames"),
     (dict(mode="warp"), "unknown mode"),
     (dict(sampler="ddim"), "unknown sampler"),
