@@ -225,7 +225,7 @@ def _to_av(frame: np.ndarray, av):
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, lossless: bool) -> None:
-    av = require("av", "video")
+    av = require("av")
     frames = pad_even(frames)
     codec = "libx264" if "libx264" in av.codecs_available else "h264"
     try:
@@ -278,7 +278,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.nda
 
 
 def _read_av(path: Path, max_frames: int | None) -> list[np.ndarray]:
-    av = require("av", "video")
+    av = require("av")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

@@ -18,7 +18,7 @@ def tiny():
 
 
 def test_shipped_and_default():
-    from vdrt.cli.generate import default_model
+    from vdrt.cli.options import default_model
 
     assert {"vdrt-tiny", "vdrt-tiny-teacher"} <= set(embedded.names())
     assert default_model() == "vdrt-tiny"

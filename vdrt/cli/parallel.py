@@ -17,8 +17,6 @@ from vdrt.parallel.mesh import check_gpus, check_sequence, choose_degrees
 
 log = logging.getLogger(__name__)
 
-SWITCHES = ("cuda_graphs", "trust_pickle", "no_progress", "force")
-
 
 def wants_parallel(opts: dict) -> bool:
     gpus = opts.get("gpus")
@@ -43,7 +41,7 @@ def preflight(opts: dict, world_size: int) -> None:
     Other sources (directories, engines) are checked in the children, which load them anyway.
     """
     from vdrt import models
-    from vdrt.cli.generate import checked_request, request
+    from vdrt.cli.options import checked_request, request
 
     name = opts.get("model")
     if not name or name not in models.preset_names():
@@ -56,7 +54,7 @@ def preflight(opts: dict, world_size: int) -> None:
 
 def child_argv(opts: dict) -> list[str]:
     """The command each child runs after `python -m vdrt`: the parent's merged options as flags."""
-    from vdrt.cli.generate import GEN_FLAGS
+    from vdrt.cli.options import GEN_FLAGS, SWITCHES
 
     cmd = opts.get("command") or "generate"
     argv = [cmd] + ["-v"] * int(opts.get("verbose") or 0) + (["-q"] if opts.get("quiet") else [])
@@ -68,7 +66,7 @@ def child_argv(opts: dict) -> list[str]:
         value = opts.get(flag.lstrip("-").replace("-", "_"))
         if value is not None:
             argv += [flag, str(value)]
-    argv += ["--" + s.replace("_", "-") for s in SWITCHES if opts.get(s)]
+    argv += [flag for flag, _ in SWITCHES if opts.get(flag.lstrip("-").replace("-", "_"))]
     positional = ([str(opts["model"])] if cmd == "run" else []) + ([opts["prompt"]] if opts.get("prompt") else [])
     return argv + (["--", *positional] if positional else [])
 
@@ -96,7 +94,7 @@ def run_child(opts: dict) -> int:
 def _generate_on_rank(opts: dict, env) -> int:
     import torch.distributed as dist
 
-    from vdrt.cli.generate import build_pipeline, checked_request
+    from vdrt.cli.options import build_pipeline, checked_request
     from vdrt.parallel.engine import ParallelEngine
 
     opts = {**opts, "device": str(env.device), "no_progress": bool(opts.get("no_progress") or env.rank != 0)}

@@ -27,7 +27,7 @@ ONNX_TYPES = {torch.float32: 1, torch.float16: 10, torch.bfloat16: 16, torch.int
 class OnnxEngine(CompiledEngine):
     def __init__(self, path, manifest: dict, device: torch.device, providers=None, threads: int | None = None):
         super().__init__(path, manifest, device)
-        ort = require("onnxruntime", "onnx")
+        ort = require("onnxruntime")
         self.providers = providers or self._providers(ort)
         opts = ort.SessionOptions()
         if threads:

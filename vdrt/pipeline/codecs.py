@@ -68,7 +68,7 @@ class WanVAECodec:
     def from_directory(cls, path, patch: int, dtype=torch.float32, device="cpu"):
         from vdrt.errors import require
 
-        require("diffusers", "diffusers")
+        require("diffusers")
         from diffusers import AutoencoderKLWan
 
         return cls(AutoencoderKLWan.from_pretrained(str(path)).to(device=device, dtype=dtype).eval(), patch)
@@ -78,7 +78,7 @@ class WanVAECodec:
         """A randomly initialised Wan VAE, for presets that come without weights (said in a log line)."""
         from vdrt.errors import require
 
-        require("diffusers", "diffusers")
+        require("diffusers")
         from diffusers import AutoencoderKLWan
 
         log.info("no VAE with this model: decoding with a RANDOMLY initialised AutoencoderKLWan (base_dim %d)", base_dim)

@@ -41,7 +41,7 @@ class UMT5TextEncoder:
     """Wan's UMT5 text encoder from a diffusers directory: (list[str]) -> (B, max_len, 4096)."""
 
     def __init__(self, root, max_len: int = 512, dtype=torch.float32, device="cpu"):
-        require("transformers", "diffusers")
+        require("transformers")
         from transformers import AutoTokenizer, UMT5EncoderModel
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
@@ -75,7 +75,7 @@ class ClipImageEncoder:
     """
 
     def __init__(self, root, device="cpu"):
-        require("transformers", "diffusers")
+        require("transformers")
         from transformers import CLIPImageProcessor, CLIPVisionModel
 
         self.model = CLIPVisionModel.from_pretrained(str(root / "image_encoder")).to(device).eval()
