@@ -64,6 +64,21 @@ class Video:
         t, h, w, _ = self.frames.shape
         return f"Video({t} frames, {h}x{w}, fps={self.fps:g})"
 
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.frames)
+
+    def __getitem__(self, index):
+        """video[i] -> frame i, uint8 (H, W, 3); video[a:b] (a slice or index list) -> a Video of those frames."""
+        if isinstance(index, (int, np.integer)):
+            return self.frames[index]
+        frames = self.frames[index]
+        if not isinstance(frames, np.ndarray) or frames.ndim != 4:
+            raise MediaError(f"Video[{index!r}]: index with an int (one frame), a slice or a list of frame indices")
+        return Video(np.ascontiguousarray(frames), fps=self.fps)
+
     def save(self, path: str | os.PathLike, *, lossless: bool = False) -> Path:
         """Write to `path`, the format chosen by suffix; returns the path written.
 

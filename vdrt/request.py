@@ -59,7 +59,7 @@ class Defaults:
         return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class GenerateRequest:
     """One generation (or `num_videos` per prompt); None means "the model's default"."""
 

@@ -72,8 +72,9 @@ def request_from_call(prompt, kwargs: dict) -> tuple[GenerateRequest, CallOption
         if name not in fields:
             known = sorted(fields | set(ALIASES) | {f.name for f in dataclasses.fields(CallOptions)} - {"output_type_given"})
             raise ConfigError(f"unknown argument {key!r}; Pipeline() takes {known}")
-        if name in given and key != name:
-            raise ConfigError(f"{key} and {name} name the same setting; pass one of them")
+        if name in given and name != "prompt":
+            other = next(k for k in kwargs if ALIASES.get(k, k) == name and k != key)
+            raise ConfigError(f"{other} and {key} name the same setting; pass one of them")
         given[name] = value
     if given.get("seed") is None:
         given["seed"] = 0
