@@ -48,7 +48,8 @@ def to_onnx(ep, target, opset: int, optimize: bool = False):
 
     names = [s["name"] for s in target.inputs]
     return torch.onnx.export(ep, (), dynamo=True, opset_version=opset, input_names=names,
-                             output_names=[s["name"] for s in target.outputs], optimize=optimize)
+                             output_names=[s["name"] for s in target.outputs], optimize=optimize,
+                             verbose=False)  # no progress lines on stdout (our log says what happened)
 
 
 def save(program, workdir: Path, force_external: bool = False) -> list[str]:

@@ -30,6 +30,7 @@ class OnnxEngine(CompiledEngine):
         ort = require("onnxruntime")
         self.providers = providers or self._providers(ort)
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: its warnings (e.g. nodes placed on the CPU provider) are noise here
         if threads:
             opts.intra_op_num_threads = threads
         try:

@@ -71,7 +71,7 @@ class WanVAECodec:
         require("diffusers")
         from diffusers import AutoencoderKLWan
 
-        return cls(AutoencoderKLWan.from_pretrained(str(path)).to(device=device, dtype=dtype).eval(), patch)
+        return cls(AutoencoderKLWan.from_pretrained(str(path), torch_dtype=dtype).to(device).eval(), patch)
 
     @classmethod
     def random(cls, patch: int, base_dim: int = 32, dtype=torch.float32, device="cpu"):
@@ -83,7 +83,8 @@ class WanVAECodec:
 
         log.info("no VAE with this model: decoding with a RANDOMLY initialised AutoencoderKLWan (base_dim %d)", base_dim)
         torch.manual_seed(0)
-        return cls(AutoencoderKLWan(base_dim=base_dim).to(device=device, dtype=dtype).eval(), patch)
+        vae = AutoencoderKLWan(base_dim=base_dim).to(device)  # built in fp32; cast only when asked (diffusers warns)
+        return cls((vae if dtype == torch.float32 else vae.to(dtype)).eval(), patch)
 
     def _vae_dtype(self):
         return next(self.vae.parameters()).dtype
