@@ -1,9 +1,9 @@
-"""CUDA graphs per shape bucket for compiled engines (the capture approach of vdrt.engines.torch).
+"""THE CUDA-graph cache: graphs per shape bucket, for every engine (torch, aoti, tensorrt) and the benchmarks.
 
 `GraphCache(run)` wraps `run(list[Tensor]) -> Tensor`. Each distinct set of input shapes and
 dtypes (a bucket) is warmed up on a side stream, captured once, and replayed afterwards; all
 graphs share one memory pool. Inputs are copied into the graph's static buffers and the output
-is cloned, so a later replay cannot overwrite what the caller holds.
+is cloned (unless `clone_output=False`), so a later replay cannot overwrite what the caller holds.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ class _Graph:
 
 
 class GraphCache:
-    def __init__(self, run: Callable[[list], torch.Tensor], warmup: int = 2):
-        self.run, self.warmup = run, warmup
+    def __init__(self, run: Callable[[list], torch.Tensor], warmup: int = 2, clone_output: bool = True):
+        self.run, self.warmup, self.clone_output = run, warmup, clone_output
         self._graphs: dict = {}
         self._pool = None
 
@@ -37,7 +37,7 @@ class GraphCache:
         for static, t in zip(g.inputs, inputs):
             static.copy_(t)
         g.graph.replay()
-        return g.output.clone()
+        return g.output.clone() if self.clone_output else g.output
 
     def __len__(self) -> int:
         return len(self._graphs)
