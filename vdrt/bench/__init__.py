@@ -7,3 +7,6 @@
 The CLI (`vdrt.cli.bench`) prints the table, and alone imports the exporter (to build an engine
 to time) and the quality oracle (`--quality`), lazily.
 """
+from vdrt.bench.meta import DEFAULT_MODEL, find_card
+
+__all__ = ["DEFAULT_MODEL", "find_card"]

@@ -114,3 +114,6 @@ def read_embeds(path) -> dict:
     if "prompt_embeds" not in tensors:
         raise ConfigError(f"{p} has no 'prompt_embeds' tensor (it has {sorted(tensors)})")
     return {k: tensors[k] for k in ("prompt_embeds", "negative_prompt_embeds") if k in tensors}
+
+
+parse_dtype = parse_precision  # its older name (benchmarks/parallel_step.py)

@@ -9,7 +9,7 @@ import vdrt
 from vdrt.pipeline.sources import ModelInfo, Parts
 from vdrt.errors import ConfigError
 
-from runtime_helpers import CountingEngine
+from pipeline_helpers import CountingEngine
 
 T, H, W = 5, 32, 32
 

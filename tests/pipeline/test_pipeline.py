@@ -8,7 +8,7 @@ import torch
 import vdrt
 from vdrt.errors import ConfigError, MediaError, SamplingError
 
-from runtime_helpers import CountingEngine
+from pipeline_helpers import CountingEngine
 
 
 def test_t2v_frames_shape_dtype_and_determinism(tiny_pipe, small):
