@@ -92,7 +92,9 @@ class ClipImageEncoder:
 
 def encode_prompts(text_encoder, text_dim: int, prompt: str, negative_prompt: str, prompt_embeds=None,
                    negative_prompt_embeds=None, guided: bool = False):
-    """(positive (1, L, D), negative (1, L', D) or None), on the CPU in float32, from text or embeddings.
+    """(positive (1, L, D), negative (1, L', D) or None) in float32, from text or embeddings.
+
+    They stay where the encoder made them; `CFGModel` moves them to the denoiser's device once.
 
     The negative branch exists only when guidance is on: the negative prompt's encoding, the given
     negative embeddings, or zeros when only positive embeddings were given.
@@ -114,7 +116,7 @@ def _encode(text_encoder, text: str, negative: bool = False) -> torch.Tensor:
     if text_encoder is None:
         raise ConfigError("this model has no text encoder; pass prompt_embeds= (CLI: --prompt-embeds FILE)")
     kw = {"allow_empty": True} if negative and _accepts_empty(text_encoder) else {}
-    return text_encoder([text], **kw).float().cpu()
+    return text_encoder([text], **kw).float()
 
 
 def _accepts_empty(encoder) -> bool:

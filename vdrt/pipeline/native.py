@@ -83,7 +83,7 @@ def _image_embeds(config, image, image_encoder, image_embeds, required: bool) ->
         e = torch.as_tensor(image_embeds).float()
         return {"image_embeds": e if e.dim() == 3 else e[None]}
     if image_encoder is not None and image is not None:
-        return {"image_embeds": image_encoder([image]).float().cpu()}
+        return {"image_embeds": image_encoder([image]).float()}
     if required:
         raise ConfigError("this Wan I2V model needs CLIP image embeddings: use a diffusers directory with "
                           "image_encoder/, or pass image_embeds=")
