@@ -106,10 +106,6 @@ class Pipeline:
         x = self._initial_latents(req, run)
         return self._denoise(x, run, req, call)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(1, C, F, h, w) latents -> (3, T, H, W) float in [-1, 1] on the CPU."""
-        return self.codec.decode(latents[0]).float().cpu()
-
     # ------------------------------------------------------------------ preparation
 
     def _prepare(self, req: GenerateRequest, prompt: str, index: int) -> _Run:
