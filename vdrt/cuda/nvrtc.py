@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import os  # noqa: F401  (tests/kernels/test_nvrtc.py patches nvrtc.os.replace; the write is fsutil.atomic_path's)
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
