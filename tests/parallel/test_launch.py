@@ -26,7 +26,7 @@ def _opts(argv):
 def test_more_gpus_than_visible_exits_2(capsys):
     assert main(["generate", "a fox", "--gpus", "2", "-o", "x.mp4"]) == 2
     err = capsys.readouterr().err
-    assert "fewer GPUs than requested: --gpus 2 but" in err and "--device cpu" in err
+    assert "--gpus 2: fewer GPUs than requested: 2 processes but" in err and "--device cpu" in err
 
 
 def test_gpus_below_one_exits_2(capsys):

@@ -30,7 +30,11 @@ def run(opts: dict) -> int:
     if in_launched_child():
         return run_child(opts)
     n = opts["gpus"]
-    check_gpus(n, opts.get("device"))
+    try:
+        check_gpus(n, opts.get("device"))
+    except ConfigError as e:
+        raise ConfigError(f"--gpus {n}: {e}; lower --gpus, or add --device cpu to run {n} CPU processes (gloo, "
+                          "for testing)") from None
     preflight(opts, n)
     return elastic_run(n, child_argv(opts))
 
