@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
-import subprocess
 from pathlib import Path
 
 
@@ -28,13 +26,9 @@ class Row:
 
 
 def commit() -> str:
-    if os.environ.get("VDRT_COMMIT"):
-        return os.environ["VDRT_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    from vdrt.fsutil import git_commit
+
+    return git_commit(Path(__file__).parent)
 
 
 def device_name() -> str:
@@ -61,46 +55,29 @@ def median_ms(fn, warmup_ms: int = 100, rep_ms: int = 500) -> float:
 
 
 def graphed(fn):
-    """`fn` replayed from a CUDA graph, captured lazily at the first call (after two warm-up calls on a
-    side stream): a replay costs GPU time only, without Python or launch overhead."""
-    import torch
+    """`fn` replayed from a CUDA graph (vdrt's graph cache), captured lazily at the first call after two
+    warm-up calls on a side stream: a replay costs GPU time only, without Python or launch overhead. The
+    output is not cloned (a benchmark times the replay alone)."""
+    from vdrt.engines.graphs import GraphCache
 
-    state = {}
-
-    def replay():
-        if "graph" not in state:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up: compile, autotune, cuBLASLt plan choice
-                    fn()
-            torch.cuda.current_stream().wait_stream(side)
-            state["graph"] = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(state["graph"]):
-                state["out"] = fn()
-        state["graph"].replay()
-        return state["out"]
-    return replay
+    cache = GraphCache(lambda inputs: fn(), warmup=2, clone_output=False)
+    return lambda: cache([])
 
 
 def write_rows(rows: list[dict], out: str | None) -> None:
     rows = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(rows, indent=1))
+        from vdrt.fsutil import atomic_path
+
+        with atomic_path(Path(out)) as tmp:
+            tmp.write_text(json.dumps(rows, indent=1))
     print(table(rows))
 
 
 def table(rows: list[dict]) -> str:
+    """The rows as vdrt's one table (vdrt.tables): bench, case, impl, ms, then every metric column."""
+    from vdrt.tables import table as print_table
+
     cols = ["bench", "case", "impl", "ms"] + sorted({k for r in rows for k in r} - {
         "bench", "case", "impl", "ms", "device", "commit", "date", "torch"})
-    lines = ["  ".join(f"{c:>14}" for c in cols)]
-    for r in rows:
-        lines.append("  ".join(f"{_fmt(r.get(c)):>14}" for c in cols))
-    return "\n".join(lines)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)[:40]
+    return print_table(rows, [(c, c) for c in cols])

@@ -79,7 +79,7 @@ def main():
 def _models(cfg, with_diffusers: bool):
     """(ours, diffusers or None) with the same random weights, bf16, on the GPU."""
     from vdrt import models
-    from vdrt.bench_peers import keep_fp32_modules
+    from vdrt.bench.peers import keep_fp32_modules
 
     torch.manual_seed(0)
     if not with_diffusers:

@@ -54,16 +54,16 @@ def _maybe_preload(backend: str) -> None:
 
 
 def _load(model: str, device: torch.device):
-    from vdrt.loader import load_denoiser
+    from vdrt.pipeline.sources import load_denoiser_for
 
     log.info("loading %s on %s", model, device)
-    return load_denoiser(model, dtype=torch.float32, device=device)
+    return load_denoiser_for(model, dtype=torch.float32, device=device)
 
 
 def _pixel_sizes(args, config) -> tuple[str, str, str]:
-    from vdrt.assemble import defaults_for
+    from vdrt.pipeline.sources import describe
 
-    d = defaults_for(config, str(args.model))
+    d = describe(args.model).defaults
     sizes = (args.frames or str(d.num_frames), args.height or str(d.height), args.width or str(d.width))
     if not (args.frames and args.height and args.width):
         log.info("unset sizes default to the model's generation size: frames %s, height %s, width %s", *sizes)

@@ -211,7 +211,7 @@ def build_diffusers(model, backend: str, out, precision: str = "bf16", shapes: d
 
     An existing non-empty `out` is refused unless `force=True` (as vdrt.export.build).
     """
-    require("diffusers", "diffusers")
+    require("diffusers")
     from vdrt.export.build import Target, build_target, check_backend, check_out, precision_dtype
     from vdrt.export.shapes import Profile, profile
 

@@ -43,16 +43,17 @@ def build_artifacts(target, example: tuple, workdir: Path, options: dict) -> tup
 def to_onnx(ep, target, opset: int, optimize: bool = False):
     """ExportedProgram -> ONNXProgram. onnxscript's optimizer is off by default: its pattern rewriter takes
     minutes on a UNet, and onnxruntime and TensorRT optimize the graph themselves (`onnx_optimize=True`)."""
-    require("onnxscript", "onnx")
+    require("onnxscript")
     import torch
 
     names = [s["name"] for s in target.inputs]
     return torch.onnx.export(ep, (), dynamo=True, opset_version=opset, input_names=names,
-                             output_names=[s["name"] for s in target.outputs], optimize=optimize)
+                             output_names=[s["name"] for s in target.outputs], optimize=optimize,
+                             verbose=False)  # no progress lines on stdout (our log says what happened)
 
 
 def save(program, workdir: Path, force_external: bool = False) -> list[str]:
-    onnx = require("onnx", "onnx")
+    onnx = require("onnx")
     ir = _onnx_ir()
     size = sum(v.const_value.nbytes for v in program.model.graph.initializers.values() if v.const_value is not None)
     external = force_external or size > EXTERNAL_DATA_BYTES

@@ -18,7 +18,12 @@ if not torch.cuda.is_available():
 def one_thread():
     """Single-threaded torch for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): on shared,
     loaded CI cores OpenMP's spinning makes 2 threads ~5x slower."""
-    n = torch.get_num_threads()
+    n, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # what `vdrt` commands run from these tests take as their --threads default
     yield
     torch.set_num_threads(n)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = env

@@ -3,6 +3,7 @@
 Heavy pieces import lazily so `import vdrt` stays cheap:
 
     pipe = vdrt.Pipeline.from_pretrained("vdrt-tiny")
+    video = pipe(vdrt.GenerateRequest(prompt="a red circle bouncing", seed=0))
     den = vdrt.load_denoiser("wan-tiny")
     engine = vdrt.load_engine("engines/x")
 """
@@ -17,6 +18,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "Pipeline": ("vdrt.pipeline", "Pipeline"),
+    "GenerateRequest": ("vdrt.request", "GenerateRequest"),
     "Video": ("vdrt.io", "Video"),
     "load_denoiser": ("vdrt.loader", "load_denoiser"),
     "load_engine": ("vdrt.engines", "load_engine"),
@@ -33,4 +35,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'vdrt' has no attribute {name!r}")
 
 
-__all__ = ["Pipeline", "Video", "load_denoiser", "load_engine", "VdrtError", "__version__"]
+__all__ = ["Pipeline", "GenerateRequest", "Video", "load_denoiser", "load_engine", "VdrtError", "__version__"]

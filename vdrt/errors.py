@@ -37,14 +37,19 @@ class MissingDependency(VdrtError):
         self.module, self.extra = module, extra
 
 
-def require(module: str, extra: str):
-    """Import `module` lazily, raising MissingDependency naming the extra if it is absent."""
+# The extra of pyproject.toml that installs each optional module (tests check the two agree).
+EXTRAS = {"av": "video", "diffusers": "diffusers", "transformers": "diffusers", "onnx": "onnx", "onnxscript": "onnx",
+          "onnxruntime": "ort", "tensorrt": "trt", "triton": "triton", "cuda.bindings": "cuda"}
+
+
+def require(module: str, extra: str | None = None):
+    """Import `module` lazily, raising MissingDependency naming its extra (EXTRAS) if it is absent."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingDependency(module, extra) from e
+        raise MissingDependency(module, extra or EXTRAS[module]) from e
 
 
 def dist_version(dist: str) -> str | None:

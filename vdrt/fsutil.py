@@ -1,4 +1,4 @@
-"""Atomic file writes (write to a temporary sibling, then rename onto the target) and file hashes.
+"""Files: atomic writes (a temporary sibling renamed onto the target), hashes, the cache folder, the git commit.
 
 `sha256_chunks` hashes fixed-size pieces of a file on several threads (hashlib and file reads
 release the GIL): engine loads verify multi-GB weight files this way, ~10x faster than one
@@ -16,11 +16,15 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target`, on error it is removed."""
+def atomic_path(target: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it replaces `target`, on error it is removed.
+
+    THE atomic-write helper of vdrt: `suffix` ends the temporary's name (writers that choose a format by
+    extension, like PyAV, need the target's own suffix there).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -66,3 +70,28 @@ def _sha256_range(path: Path, offset: int, length: int) -> str:
             h.update(block)
             length -= len(block)
     return h.hexdigest()
+
+
+def git_commit(where: Path | None = None, short: int = 12) -> str:
+    """The commit of the checkout holding `where` ($VDRT_COMMIT wins; "unknown" outside git)."""
+    import subprocess
+
+    if os.environ.get("VDRT_COMMIT"):
+        return os.environ["VDRT_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", f"--short={short}", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=where or Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cache_dir(*parts: str) -> Path:
+    """vdrt's cache folder (created): $VDRT_CACHE if set, else the platform's user cache dir for vdrt."""
+    root = os.environ.get("VDRT_CACHE")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("vdrt")
+    path = Path(root).expanduser().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

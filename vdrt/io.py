@@ -64,6 +64,21 @@ class Video:
         t, h, w, _ = self.frames.shape
         return f"Video({t} frames, {h}x{w}, fps={self.fps:g})"
 
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.frames)
+
+    def __getitem__(self, index):
+        """video[i] -> frame i, uint8 (H, W, 3); video[a:b] (a slice or index list) -> a Video of those frames."""
+        if isinstance(index, (int, np.integer)):
+            return self.frames[index]
+        frames = self.frames[index]
+        if not isinstance(frames, np.ndarray) or frames.ndim != 4:
+            raise MediaError(f"Video[{index!r}]: index with an int (one frame), a slice or a list of frame indices")
+        return Video(np.ascontiguousarray(frames), fps=self.fps)
+
     def save(self, path: str | os.PathLike, *, lossless: bool = False) -> Path:
         """Write to `path`, the format chosen by suffix; returns the path written.
 
@@ -118,17 +133,15 @@ def _temp_sibling(target: Path, suffix: str = "") -> Path:
 
 
 def _atomic_file(target: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` on a temporary sibling of `target`, then rename it onto `target`."""
+    """Run `write(tmp)` on a temporary sibling of `target`, then rename it onto `target` (vdrt.fsutil.atomic_path)."""
+    from vdrt.fsutil import atomic_path
+
     _make_parent(target)
-    tmp = _temp_sibling(target, target.suffix)
     try:
-        write(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".part" + target.suffix) as tmp:
+            write(tmp)
     except (OSError, ValueError) as e:
         raise MediaError(f"could not write {target}: {type(e).__name__}: {e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _make_parent(target: Path) -> None:
@@ -227,7 +240,7 @@ def _to_av(frame: np.ndarray, av):
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, lossless: bool) -> None:
-    av = require("av", "video")
+    av = require("av")
     frames = pad_even(frames)
     codec = "libx264" if "libx264" in av.codecs_available else "h264"
     try:
@@ -280,7 +293,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.nda
 
 
 def _read_av(path: Path, max_frames: int | None) -> list[np.ndarray]:
-    av = require("av", "video")
+    av = require("av")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -415,7 +428,8 @@ def to_float(frames: np.ndarray, dtype: "torch.dtype | None" = None) -> "torch.T
     import torch
 
     _check_frames(frames, "to_float input")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (T, H, W, C) -> (C, T, H, W)
+    frames = np.require(frames, requirements=["C", "W"])  # a read-only array is copied (torch wants writable)
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)  # (T, H, W, C) -> (C, T, H, W)
     x = x.to(torch.float32) / 127.5 - 1.0
     return x if dtype is None else x.to(dtype)
 

@@ -91,12 +91,21 @@ def read_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: cannot read JSON ({e})") from e
 
 
-def _load_diffusers(path: Path, cfg: dict, trust_pickle: bool):
+def _converter(path: Path, cfg: dict):
     cls = cfg["_class_name"]
     if cls not in DIFFUSERS_CONVERTERS:
         raise CheckpointError(f"{path}: diffusers class {cls!r} is not supported; supported: {sorted(DIFFUSERS_CONVERTERS)}")
-    conv = importlib.import_module(DIFFUSERS_CONVERTERS[cls])
-    kw = _learned_sigma(cls, cfg)
+    return importlib.import_module(DIFFUSERS_CONVERTERS[cls]), _learned_sigma(cls, cfg)
+
+
+def diffusers_config(path: Path, cfg: dict):
+    """The vdrt model config of a diffusers denoiser's config.json (no weights read)."""
+    conv, kw = _converter(path, cfg)
+    return conv.config_from_diffusers(cfg, **kw)
+
+
+def _load_diffusers(path: Path, cfg: dict, trust_pickle: bool):
+    conv, kw = _converter(path, cfg)
     config = conv.config_from_diffusers(cfg, **kw)
     state = conv.state_dict_from_diffusers(read_state_dict(path, trust_pickle), **kw)
     return _build_with(config, state, str(path))

@@ -7,7 +7,8 @@ The choice per op is "auto" (for GPU tensors: the first registered implementatio
 first, whose `supports` accepts the call, else "torch"; CPU tensors always take "torch") or a forced name, set with `set_choice` or the
 `use(...)` context manager, and from the CLI (`--attention sdpa|vdrt|vdrt-int8`).
 
-Layouts (one alphabet): B batch, L tokens, S spatial positions, F frames, H heads, D head dim, C channels.
+Layouts in vdrt's one shape alphabet (docs/architecture.md): B batch, L tokens, S spatial positions per frame,
+F frames, N heads, K head dim, C channels.
 """
 from __future__ import annotations
 
@@ -209,16 +210,16 @@ def _warn_fallback(op: str, name: str) -> None:
 
 
 def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(B, Lq, H, D), (B, Lk, H, D) x2 -> (B, Lq, H, D); softmax(q k^T / sqrt(D)) v."""
+    """(B, Lq, N, K), (B, Lk, N, K) x2 -> (B, Lq, N, K); softmax(q k^T / sqrt(K)) v."""
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2)
 
 
 def temporal_attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(B, F, S, H, D) x3 -> (B, F, S, H, D); attention over F for every (B, S, H)."""
+    """(B, F, S, N, K) x3 -> (B, F, S, N, K); attention over F for every (B, S, N)."""
     b, f, s, h, d = q.shape
 
-    def seqs(x):  # (B, F, S, H, D) -> (B*S, H, F, D)
+    def seqs(x):  # (B, F, S, N, K) -> (B*S, N, F, K)
         return x.permute(0, 2, 3, 1, 4).reshape(b * s, h, f, d)
 
     out = F.scaled_dot_product_attention(seqs(q), seqs(k), seqs(v))
@@ -251,17 +252,17 @@ def adaln_modulate_torch(x, shift, scale, eps: float = 1e-6, weight=None, bias=N
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2i], x[2i+1]): (B, L, H, D), (L, D/2) x2 -> (B, L, H, D)."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, H, D/2) each
+    """Rotate interleaved pairs (x[2i], x[2i+1]): (B, L, N, K), (L, K/2) x2 -> (B, L, N, K)."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, N, K/2) each
     c, s = cos[None, :, None], sin[None, :, None]
     out = torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1)
     return out.flatten(-2).to(x.dtype)
 
 
 def rope_qk_norm_torch(x, weight, eps: float, cos, sin, num_heads: int, grid, pos=None):
-    """RMSNorm over all heads, split heads, 3D rope: (B, L, H*D) -> (B, L, H, D).
+    """RMSNorm over all heads, split heads, 3D rope: (B, L, N*K) -> (B, L, N, K).
 
-    `cos`/`sin` (L, D/2) are Wan's tables for the patch grid `grid` = (f, h, w), theta 10000, one row
+    `cos`/`sin` (L, K/2) are Wan's tables for the patch grid `grid` = (f, h, w), theta 10000, one row
     per token in the tokens' order (a kernel may compute them from `grid` instead of reading them,
     and from `pos` (L,), each token's raster index, when the tokens are reordered).
     """
@@ -273,7 +274,7 @@ def rope_qk_norm_torch(x, weight, eps: float, cos, sin, num_heads: int, grid, po
 
 
 def attention(q, k, v, plan=None):
-    """(B, Lq, H, D), (B, Lk, H, D), (B, Lk, H, D) -> (B, Lq, H, D).
+    """(B, Lq, N, K), (B, Lk, N, K), (B, Lk, N, K) -> (B, Lq, N, K).
 
     `plan` (a `vdrt.sparse.Plan`, tokens in its tile order) is used by the sparse implementations;
     every other implementation attends to all keys (order-independent, so the result is the same).
@@ -317,7 +318,7 @@ def _dispatch_as(op: str, name: str, torch_fn: Callable, *args, **kwargs):
 
 
 def temporal_attention(q, k, v):
-    """(B, F, S, H, D) x3 -> (B, F, S, H, D); attention over frames per spatial position."""
+    """(B, F, S, N, K) x3 -> (B, F, S, N, K); attention over frames per spatial position."""
     return _dispatch("temporal_attention", temporal_attention_torch, q, k, v)
 
 
@@ -338,7 +339,7 @@ def adaln_modulate(x, shift, scale, eps: float = 1e-6, weight=None, bias=None):
 
 
 def rope_qk_norm(x, weight, eps: float, cos, sin, num_heads: int, grid, pos=None):
-    """(B, L, H*D) -> (B, L, H, D): QK RMSNorm across heads fused with Wan's 3D rope; `pos` (L,) the
+    """(B, L, N*K) -> (B, L, N, K): QK RMSNorm across heads fused with Wan's 3D rope; `pos` (L,) the
     tokens' raster indices when they are not in raster order (cos/sin rows then follow the tokens)."""
     extra = {} if pos is None else {"pos": pos}
     return _dispatch("rope_qk_norm", rope_qk_norm_torch, x, weight, eps, cos, sin, num_heads, grid, **extra)

@@ -52,7 +52,7 @@ class CaptureCodec:
     """Latents are the 'video' (16 channels, no compression); decode records the final latents."""
 
     def __init__(self):
-        from vdrt.codecs import LatentGeometry
+        from vdrt.pipeline.codecs import LatentGeometry
 
         self.geometry = LatentGeometry(channels=16, time_factor=1, space_factor=1, multiple=2)
         self.latents = None
@@ -65,13 +65,15 @@ class CaptureCodec:
 def tiny_pipeline(engine):
     """A Pipeline over `engine` (a WanModel or an engine) with the capture codec and a hashed-word encoder."""
     import vdrt
-    from vdrt.assemble import Defaults, Parts
-    from vdrt.encoders import HashTextEncoder
+    from vdrt.pipeline.encoders import HashTextEncoder
+    from vdrt.pipeline.sources import ModelInfo, Parts
+    from vdrt.request import Defaults
     from vdrt.engines.torch import TorchEngine
 
     if isinstance(engine, torch.nn.Module):
         engine = TorchEngine(engine)
-    return vdrt.Pipeline(Parts(engine, CaptureCodec(), HashTextEncoder(64), Defaults(**LOOP), name="wan-tiny-4h"))
+    info = ModelInfo("test", "wan-tiny-4h", engine.config, Defaults(**LOOP))
+    return vdrt.Pipeline(Parts(engine, CaptureCodec(), HashTextEncoder(64), info))
 
 
 def sample(pipe) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 
 from vdrt.cli import main, parser
 from vdrt.errors import ConfigError
+from vdrt.cli import parallel as cli_parallel
 from vdrt.parallel import launch
 
 ONE_GPU_OR_NONE = pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has 2+ GPUs")
@@ -25,7 +26,7 @@ def _opts(argv):
 def test_more_gpus_than_visible_exits_2(capsys):
     assert main(["generate", "a fox", "--gpus", "2", "-o", "x.mp4"]) == 2
     err = capsys.readouterr().err
-    assert "fewer GPUs than requested: --gpus 2 but" in err and "--device cpu" in err
+    assert "--gpus 2: fewer GPUs than requested: 2 processes but" in err and "--device cpu" in err
 
 
 def test_gpus_below_one_exits_2(capsys):
@@ -37,14 +38,14 @@ def test_child_command_reparses_to_the_same_options():
     argv = ["-v", "generate", "-a fox, at night", "--gpus", "4", "--device", "cpu", "--guidance", "4.5",
             "--no-progress", "-o", "clip.gif", *SMALL]
     opts = _opts(argv)
-    child = launch.child_argv(opts)
+    child = cli_parallel.child_argv(opts)
     assert child[-2:] == ["--", "-a fox, at night"]  # a prompt that looks like a flag stays the prompt
     assert _opts(child) == opts
 
 
 def test_child_command_for_run_keeps_the_engine_dir_first():
     opts = _opts(["run", "engines/x", "a fox", "--gpus", "2"])
-    child = launch.child_argv(opts)
+    child = cli_parallel.child_argv(opts)
     assert child[0] == "run" and child[-3:] == ["--", "engines/x", "a fox"]
     assert _opts(child) == opts
 
@@ -69,35 +70,37 @@ def test_child_environment(monkeypatch):
 def test_launched_child_detection(monkeypatch):
     for k in ("VDRT_PARALLEL_CHILD", "RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
-    assert not launch.in_launched_child() and not launch.wants_parallel({"gpus": 1})
-    assert launch.wants_parallel({"gpus": 2})
+    assert not launch.in_launched_child() and not cli_parallel.wants_parallel({"gpus": 1})
+    assert cli_parallel.wants_parallel({"gpus": 2})
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun without --gpus
-    assert launch.in_launched_child() and launch.wants_parallel({"gpus": None})
+    assert launch.in_launched_child() and cli_parallel.wants_parallel({"gpus": None})
 
 
 def test_preflight_checks_presets_before_starting_processes():
-    launch.preflight({"model": "wan2.1-t2v-1.3b", "gpus": 8}, 8)  # guidance 5: 2 CFG x 4 Ulysses, 12 heads
+    cli_parallel.preflight({"model": "wan2.1-t2v-1.3b", "gpus": 8}, 8)  # guidance 5: 2 CFG x 4 Ulysses, 12 heads
     with pytest.raises(ConfigError, match="ulysses degree 8 does not divide the model's 12 attention heads"):
-        launch.preflight({"model": "wan2.1-t2v-1.3b", "gpus": 8, "guidance": 1.0}, 8)
-    launch.preflight({"model": "some/dir", "gpus": 8}, 8)  # not a preset: checked in the children
+        cli_parallel.preflight({"model": "wan2.1-t2v-1.3b", "gpus": 8, "guidance": 1.0}, 8)
+    cli_parallel.preflight({"model": "some/dir", "gpus": 8}, 8)  # not a preset: checked in the children
 
 
 def test_size_check_names_the_flags_that_fit():
     """Wan 464x832 x 81 frames: a 21x29x52 grid, 31668 tokens, splits over 4 Ulysses ranks but not 8."""
     from types import SimpleNamespace
 
-    from vdrt.assemble import WAN_DEFAULTS
-    from vdrt.codecs import LatentGeometry
+    from vdrt.pipeline.codecs import LatentGeometry
+    from vdrt.pipeline.sources import WAN_FULL
+    from vdrt.request import GenerateRequest
     from vdrt.models.wan import WanConfig
 
     pipe = SimpleNamespace(codec=SimpleNamespace(geometry=LatentGeometry(16, 4, 8, 16)),
                            config=WanConfig.from_name("wan2.1-t2v-1.3b"))
-    d = WAN_DEFAULTS["wan"].replace(height=464)
-    launch._check_size(pipe, d, 4)
+    d = GenerateRequest(num_frames=81, height=464, width=832)
+    assert WAN_FULL.num_frames == 81 and WAN_FULL.width == 832
+    cli_parallel.check_size(pipe, d, 4)
     with pytest.raises(ConfigError, match=r"21x29x52 .* 31668 tokens, not divisible by ulysses degree 8.*"
                                           r"\(--frames 85\).*\(--height 480\).*\(--width 896\)"):
-        launch._check_size(pipe, d, 8)
+        cli_parallel.check_size(pipe, d, 8)
 
 
 def test_ranks_other_than_0_skip_the_decode_only():

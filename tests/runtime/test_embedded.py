@@ -18,13 +18,13 @@ def tiny():
 
 
 def test_shipped_and_default():
-    from vdrt.cli.generate import default_model
+    from vdrt.cli.options import default_model
 
     assert {"vdrt-tiny", "vdrt-tiny-teacher"} <= set(embedded.names())
     assert default_model() == "vdrt-tiny"
     for name in ("vdrt-tiny", "vdrt-tiny-teacher"):
         card = embedded.card(name)
-        assert (embedded.WEIGHTS_DIR / card["weights"]).stat().st_size <= 15 * 2**20
+        assert (embedded.WEIGHTS_DIR / card.weights).stat().st_size <= 15 * 2**20
 
 
 def test_student_generates_at_its_trained_size(tiny):
@@ -50,9 +50,9 @@ def test_prompt_without_known_words_lists_the_vocabulary(tiny):
 def test_corrupted_shipped_checkpoint_is_refused(tmp_path, monkeypatch):
     card = embedded.card("vdrt-tiny")
     shutil.copy(embedded.WEIGHTS_DIR / "vdrt-tiny.json", tmp_path / "vdrt-tiny.json")
-    data = bytearray((embedded.WEIGHTS_DIR / card["weights"]).read_bytes())
+    data = bytearray((embedded.WEIGHTS_DIR / card.weights).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (tmp_path / card["weights"]).write_bytes(bytes(data))
+    (tmp_path / card.weights).write_bytes(bytes(data))
     monkeypatch.setenv("VDRT_WEIGHTS_DIR", str(tmp_path))
     embedded.card.cache_clear()
     try:
@@ -63,6 +63,6 @@ def test_corrupted_shipped_checkpoint_is_refused(tmp_path, monkeypatch):
 
 
 def test_card_records_how_it_was_trained():
-    t = embedded.card("vdrt-tiny")["trained"]
+    t = embedded.card("vdrt-tiny").trained
     assert t["script"] == "vdrt.export.tiny.distill" and t["steps"] > 0 and t["trajectories"] > 0
-    assert json.dumps(embedded.card("vdrt-tiny-teacher")["trained"])
+    assert json.dumps(embedded.card("vdrt-tiny-teacher").trained)

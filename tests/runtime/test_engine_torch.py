@@ -21,6 +21,10 @@ def test_eager_engine_matches_module_and_reports_protocol():
     assert torch.equal(eng(*x), den(*x))
     assert eng.device.type == "cpu" and eng.manifest["backend"] == "torch"
     assert eng.manifest["model_config"]["family"] == "wan"
+    from vdrt.engines.base import Engine
+
+    assert isinstance(eng, Engine) and eng.dtype == torch.float32 and eng.config is den.config
+    assert not isinstance(den, Engine)  # a bare module lacks .manifest / .dtype: wrap it
 
 
 def test_cuda_graphs_need_cuda():

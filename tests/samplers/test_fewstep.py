@@ -29,7 +29,7 @@ def _trace(generator):
     x0, seen = _x0(), []
     s = S.get("fewstep", generator=generator)
     x = torch.ones_like(x0) * 0.5
-    S.sample(_perfect(x0, s), x, s, 4, progress=False, callback=lambda i, x: seen.append(x.clone()))
+    S.sample(_perfect(x0, s), x, s, 4, progress=False, on_step_end=lambda i, x: seen.append(x.clone()))
     return seen
 
 

@@ -50,8 +50,9 @@ def run_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        for k, v in info.items():
-            print(f"{k:<22} {v}")
+        from vdrt.tables import pairs
+
+        print(pairs([info]))
         if info["tensorrt"] == "missing":
             print("(TensorRT: install NVIDIA's wheels with `pip install tensorrt` from NVIDIA's index; "
                   "vdrt's TensorRT backend needs TensorRT 10)")

@@ -1,31 +1,84 @@
-"""TOML run configs (`--config run.toml`) merged under command-line flags, and flag parsing helpers."""
+"""TOML run configs (`--config run.toml`): parsed by ONE typed schema, then overridden by command-line flags.
+
+Keys are the flags' names (dashes or underscores), at the top level or in a `[generate]` table.
+Types are strict: a bool is not a number, a string is not a bool (`trust-pickle = "false"` is
+refused, not read as true), an int is not a float for `seed`. Unknown keys are refused with the
+list of known ones.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import Optional
 
 from vdrt.errors import ConfigError
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+
+def _schema():
+    """The run-config schema (pydantic, imported only when a config is read)."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class RunConfig(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+        model: Optional[str] = None
+        prompt: Optional[str] = None
+        out: Optional[str] = None
+        frames: Optional[int] = Field(None, gt=0)
+        height: Optional[int] = Field(None, gt=0)
+        width: Optional[int] = Field(None, gt=0)
+        steps: Optional[int] = Field(None, gt=0)
+        guidance: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
+        seed: Optional[int] = Field(None, ge=0, lt=2**63)
+        sampler: Optional[str] = None
+        shift: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+        mode: Optional[str] = None
+        image: Optional[str] = None
+        video: Optional[str] = None
+        mask: Optional[str] = None
+        strength: Optional[float] = Field(None, gt=0, le=1)
+        known_frames: Optional[int] = Field(None, gt=0)
+        negative_prompt: Optional[str] = None
+        prompt_embeds: Optional[str] = None
+        fps: Optional[int] = Field(None, gt=0)
+        device: Optional[str] = None
+        precision: Optional[str] = None
+        dtype: Optional[str] = None  # older spelling of precision (float32 | bfloat16 | float16)
+        attention: Optional[str] = None
+        gpus: Optional[int] = Field(None, gt=0)
+        threads: Optional[int] = Field(None, gt=0)
+        cuda_graphs: Optional[bool] = None
+        trust_pickle: Optional[bool] = None
+        no_progress: Optional[bool] = None
+        force: Optional[bool] = None
+
+    return RunConfig
 
 
 def merge_toml(cli: dict, path) -> dict:
-    """Keys of the TOML file (top level or a [generate] table; dashes or underscores) under the CLI's non-None flags."""
+    """The run config's keys, typed and checked, under the command line's non-None flags."""
     if not path:
         return dict(cli)
     data = read_toml(Path(path))
     table = data.get("generate", data)
-    known = set(cli)
-    merged = {}
-    for k, v in table.items():
-        key = k.replace("-", "_")
-        if key not in known or key in ("func", "command", "config"):
-            raise ConfigError(f"{path}: unknown key {k!r}; known keys: {sorted(x for x in known if x not in ('func', 'command', 'config', 'verbose', 'quiet'))}")
-        merged[key] = v
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [generate] must be a table of settings")
+    merged = {k: v for k, v in _validated(table, path).items() if v is not None}
     merged.update({k: v for k, v in cli.items() if v is not None})
-    return merged
+    return {**{k: None for k in cli}, **merged}
+
+
+def _validated(table: dict, path) -> dict:
+    from pydantic import ValidationError
+
+    schema = _schema()
+    try:
+        return schema(**{k.replace("-", "_"): v for k, v in table.items()}).model_dump()
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]).replace("_", "-")
+        if err["type"] == "extra_forbidden":
+            known = sorted(k.replace("_", "-") for k in schema.model_fields)
+            raise ConfigError(f"{path}: unknown key {key!r}; known keys: {known}") from None
+        raise ConfigError(f"{path}: {key} = {err.get('input')!r}: {err['msg'].lower()}") from None
 
 
 def read_toml(path: Path) -> dict:
@@ -41,12 +94,12 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"run config {path} is not valid TOML: {e}") from e
 
 
-def parse_dtype(name):
-    if name is None:
-        return None
-    if name not in DTYPES:
-        raise ConfigError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
-    return DTYPES[name]
+def parse_precision(name, flag: str = "--precision"):
+    """fp32 | bf16 | fp16 (or float32 | bfloat16 | float16) -> torch dtype; None stays None (device default)."""
+    from vdrt.pipeline.sources import PRECISIONS, precision_name
+
+    key = precision_name(name, flag)
+    return None if key is None else PRECISIONS[key]
 
 
 def read_embeds(path) -> dict:
@@ -61,3 +114,6 @@ def read_embeds(path) -> dict:
     if "prompt_embeds" not in tensors:
         raise ConfigError(f"{p} has no 'prompt_embeds' tensor (it has {sorted(tensors)})")
     return {k: tensors[k] for k in ("prompt_embeds", "negative_prompt_embeds") if k in tensors}
+
+
+parse_dtype = parse_precision  # its older name (benchmarks/parallel_step.py)

@@ -5,7 +5,7 @@
     kernel(grid, block, args, arg_types, shared_mem=0)                       # current stream
 
 The cache key is sha256 of (source, options, arch, NVRTC version); entries live under
-$VDRT_CACHE/nvrtc or ~/.cache/vdrt/nvrtc and are written atomically (tmp file + os.replace),
+$VDRT_CACHE/nvrtc or the user cache dir's vdrt/nvrtc (vdrt.fsutil.cache_dir) and are written atomically (tmp file + os.replace),
 so concurrent processes never see a torn file. `sm_XX` gives a cubin, `compute_XX` PTX.
 NVRTC needs no GPU: the CI compiles every csrc/*.cu on CPU machines.
 """
@@ -14,8 +14,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import os
-import tempfile
+import os  # noqa: F401  (tests/kernels/test_nvrtc.py patches nvrtc.os.replace; the write is fsutil.atomic_path's)
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +87,9 @@ def available() -> bool:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("VDRT_CACHE")
-    return Path(root) / "nvrtc" if root else Path.home() / ".cache" / "vdrt" / "nvrtc"
+    from vdrt.fsutil import cache_dir as vdrt_cache
+
+    return vdrt_cache("nvrtc")
 
 
 def cache_key(source: str, options: Sequence[str], arch: str, version: tuple[int, int]) -> str:
@@ -148,15 +148,10 @@ def _program_log(nvrtc, prog) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from vdrt.fsutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def csrc_path(filename: str) -> Path:

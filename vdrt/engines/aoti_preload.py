@@ -9,7 +9,7 @@ LD_PRELOAD only acts when a process starts, so the fix is decided before loading
   mode comes from `VDRT_AOTI_PRELOAD`: `auto` (default: probe when torch is a CUDA build on
   Linux), `probe` (always probe), `1` (always preload), `0` (never). The probe loads the package
   in a fresh subprocess; a death by signal means "needs the preload". Its verdict is cached per
-  environment (python, torch, LD_PRELOAD, kernel) in `~/.cache/vdrt/aoti-preload.json`.
+  environment (python, torch, LD_PRELOAD, kernel) in `aoti-preload.json` under vdrt's cache dir (`vdrt.fsutil.cache_dir`).
 - `ensure_preload(package)` acts on it: the process re-executes itself (same `sys.orig_argv`)
   with LD_PRELOAD set, once (a guard variable stops loops). Re-exec is allowed in the vdrt CLI
   and wherever a program called `ensure_preload()` itself; elsewhere `guard(package)` raises
@@ -112,8 +112,9 @@ def _fingerprint() -> str:
 
 
 def _cache_file() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-    return root / "vdrt" / "aoti-preload.json"
+    from vdrt.fsutil import cache_dir
+
+    return cache_dir() / "aoti-preload.json"
 
 
 def _read_json(path: Path) -> dict:

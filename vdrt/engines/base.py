@@ -1,16 +1,40 @@
-"""What every compiled engine shares: the manifest, the call signature check, .device/.dtype/.config.
+"""The `Engine` protocol every backend implements, and what every compiled engine shares.
 
-A backend subclasses `CompiledEngine` and implements `run(inputs) -> prediction`, where
-`inputs` are the checked tensors in the manifest's input order, on the engine's device.
+    engine(latents, timestep, context, **cond) -> prediction     # the eager denoiser's call signature
+    engine.device, engine.dtype (its input dtype), engine.config (the model config), engine.manifest
+
+The Pipeline and the parallel engine use exactly these; nothing is guessed with getattr. A compiled
+backend subclasses `CompiledEngine` and implements `run(inputs) -> prediction`, where `inputs` are the
+checked tensors in the manifest's input order, on the engine's device.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from vdrt.engines.manifest import PRECISIONS, Signature
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A denoiser the Pipeline can run: TorchEngine, AOTIEngine, OnnxEngine, TensorRTEngine, ParallelEngine."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def manifest(self) -> dict: ...
+
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+                 **cond) -> torch.Tensor: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""CUDA graphs per shape bucket for compiled engines (the capture approach of vdrt.engines.torch).
+"""THE CUDA-graph cache: graphs per shape bucket, for every engine (torch, aoti, tensorrt) and the benchmarks.
 
 `GraphCache(run)` wraps `run(list[Tensor]) -> Tensor`. Each distinct set of input shapes and
-dtypes (a bucket) is warmed up on a side stream, captured once, and replayed afterwards; all
+dtypes under one `vdrt.ops` state (a bucket) is warmed up on a side stream, captured once, and replayed afterwards; all
 graphs share one memory pool. Inputs are copied into the graph's static buffers and the output
-is cloned, so a later replay cannot overwrite what the caller holds.
+is cloned (unless `clone_output=False`), so a later replay cannot overwrite what the caller holds.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from vdrt import ops
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +26,22 @@ class _Graph:
 
 
 class GraphCache:
-    def __init__(self, run: Callable[[list], torch.Tensor], warmup: int = 2):
-        self.run, self.warmup = run, warmup
+    def __init__(self, run: Callable[[list], torch.Tensor], warmup: int = 2, clone_output: bool = True):
+        self.run, self.warmup, self.clone_output = run, warmup, clone_output
         self._graphs: dict = {}
         self._pool = None
 
     def __call__(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        key = tuple((tuple(t.shape), t.dtype) for t in inputs)
+        # the ops state too: a graph captured under one op choice (e.g. dense attention) must not be
+        # replayed under another (a per-step attention schedule switching to sparse)
+        key = (tuple((tuple(t.shape), t.dtype) for t in inputs), ops.state())
         if key not in self._graphs:
             self._graphs[key] = self._capture(inputs)
         g = self._graphs[key]
         for static, t in zip(g.inputs, inputs):
             static.copy_(t)
         g.graph.replay()
-        return g.output.clone()
+        return g.output.clone() if self.clone_output else g.output
 
     def __len__(self) -> int:
         return len(self._graphs)

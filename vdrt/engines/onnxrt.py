@@ -27,9 +27,10 @@ ONNX_TYPES = {torch.float32: 1, torch.float16: 10, torch.bfloat16: 16, torch.int
 class OnnxEngine(CompiledEngine):
     def __init__(self, path, manifest: dict, device: torch.device, providers=None, threads: int | None = None):
         super().__init__(path, manifest, device)
-        ort = require("onnxruntime", "onnx")
+        ort = require("onnxruntime")
         self.providers = providers or self._providers(ort)
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: its warnings (e.g. nodes placed on the CPU provider) are noise here
         if threads:
             opts.intra_op_num_threads = threads
         try:

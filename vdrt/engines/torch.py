@@ -1,10 +1,8 @@
 """The torch engine: the eager module, optionally replayed through CUDA graphs per shape bucket.
 
-Engine protocol (DESIGN.md): `__call__(latents, timestep, context, **cond) -> prediction`,
-`.manifest`, `.device`. With `cuda_graphs=True` on a CUDA device, each distinct set of input
-shapes/dtypes (a bucket) is captured once after a warm-up and replayed afterwards; all graphs
-share one memory pool. Inputs are copied into the graph's static buffers, and the output is
-cloned so a later replay cannot overwrite what the caller holds.
+Implements the Engine protocol (vdrt.engines.base). With `cuda_graphs=True` on a CUDA device, the
+calls go through THE graph cache (`vdrt.engines.graphs.GraphCache`): each bucket of input shapes
+and dtypes is captured once after a warm-up and replayed afterwards.
 """
 from __future__ import annotations
 
@@ -13,17 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vdrt import ops
 from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Graph:
-    graph: "torch.cuda.CUDAGraph"
-    inputs: dict[str, torch.Tensor]
-    output: torch.Tensor
 
 
 @dataclass
@@ -31,12 +21,16 @@ class TorchEngine:
     module: torch.nn.Module
     cuda_graphs: bool = False
     warmup: int = 2
-    _graphs: dict = field(default_factory=dict, repr=False)
-    _pool: object = field(default=None, repr=False)
+    _graphs: dict = field(default_factory=dict, repr=False)  # cond names -> vdrt.engines.graphs.GraphCache
 
     def __post_init__(self):
         if self.cuda_graphs and self.device.type != "cuda":
             raise ConfigError("cuda_graphs=True needs the module on a CUDA device; move it with .to('cuda') first")
+        self.reset_graphs()
+
+    def reset_graphs(self) -> None:
+        """Drop captured graphs (after the module moved); new ones are captured on the next calls."""
+        self._graphs = {}
 
     @property
     def device(self) -> torch.device:
@@ -59,34 +53,16 @@ class TorchEngine:
     def __call__(self, latents, timestep, context, **cond):
         if not self.cuda_graphs:
             return self.module(latents, timestep, context, **cond)
-        inputs = {"latents": latents, "timestep": timestep, "context": context,
-                  **{k: v for k, v in cond.items() if v is not None}}
-        key = (tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(inputs.items())), ops.state())
-        if key not in self._graphs:
-            self._graphs[key] = self._capture(inputs)
-        g = self._graphs[key]
-        for k, v in inputs.items():
-            g.inputs[k].copy_(v)
-        g.graph.replay()
-        return g.output.clone()
+        from vdrt.engines.graphs import GraphCache
 
-    def _capture(self, inputs: dict) -> _Graph:
-        static = {k: v.detach().clone() for k, v in inputs.items()}
-        run = lambda: self.module(static["latents"], static["timestep"], static["context"],  # noqa: E731
-                                  **{k: v for k, v in static.items() if k not in ("latents", "timestep", "context")})
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                run()
-        torch.cuda.current_stream().wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            out = run()
-        log.info("captured a CUDA graph for shapes %s", {k: tuple(v.shape) for k, v in inputs.items()})
-        return _Graph(graph, static, out)
+        names = tuple(sorted(k for k, v in cond.items() if v is not None))
+        if names not in self._graphs:
+            self._graphs[names] = GraphCache(lambda xs: self._run_list(xs, names), warmup=self.warmup)
+        return self._graphs[names]([latents, timestep, context, *(cond[k] for k in names)])
+
+    def _run_list(self, inputs: list, names: tuple) -> torch.Tensor:
+        latents, timestep, context, *rest = inputs
+        return self.module(latents, timestep, context, **dict(zip(names, rest)))
 
     def num_graphs(self) -> int:
-        return len(self._graphs)
+        return sum(len(g) for g in self._graphs.values())

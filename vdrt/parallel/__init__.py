@@ -8,7 +8,7 @@
 - `ulysses`: the sequence-parallel Wan forward (attention all-to-all, rope sliced per shard);
 - `cfg`: the [cond; uncond] batch split over two rank groups;
 - `engine`: `ParallelEngine`, the engine protocol over a Mesh;
-- `launch`: `--gpus N` through torch.distributed.run; rank 0 writes the video.
+- `launch`: N local processes through torch.distributed.run (the CLI's `--gpus N` entry is vdrt.cli.parallel).
 See docs/parallel.md.
 """
 from vdrt.parallel.engine import ParallelEngine

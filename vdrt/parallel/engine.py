@@ -36,19 +36,23 @@ class ParallelEngine:
         log.info("parallel engine: %s", mesh.describe())
 
     def _check_ulysses(self) -> None:
-        module = getattr(self.engine, "module", None)
-        family = getattr(self.config, "family", "?")
-        if module is None or family != "wan":
+        from vdrt.engines.torch import TorchEngine
+
+        family = self.config.family
+        if not isinstance(self.engine, TorchEngine) or family != "wan":
             raise ConfigError(f"ulysses degree {self.mesh.ulysses_degree} needs a wan model on the torch engine; got "
                               f"a {family} model on {type(self.engine).__name__}: use CFG parallelism only "
                               "(2 processes, guidance != 1)")
         check_heads(self.config.num_heads, self.mesh.ulysses_degree)
-        if getattr(self.engine, "cuda_graphs", False):
+        if self.engine.cuda_graphs:
             log.warning("CUDA graphs are not used under Ulysses sequence parallelism (eager all-to-all)")
 
     @property
     def module(self):
-        return getattr(self.engine, "module", None)
+        """The eager module (Ulysses reuses its submodules); None for compiled engines."""
+        from vdrt.engines.torch import TorchEngine
+
+        return self.engine.module if isinstance(self.engine, TorchEngine) else None
 
     @property
     def device(self) -> torch.device:
@@ -56,7 +60,7 @@ class ParallelEngine:
 
     @property
     def dtype(self) -> torch.dtype:
-        return getattr(self.engine, "dtype", torch.float32)
+        return self.engine.dtype
 
     @property
     def config(self):

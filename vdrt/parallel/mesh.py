@@ -98,13 +98,12 @@ def _next_fit(grid, axis: int, p: int) -> int:
 
 
 def check_gpus(requested: int, device=None) -> None:
-    """`--gpus N` on CUDA needs N visible devices; on the CPU (`--device cpu`) it means N gloo processes."""
+    """`requested` processes on CUDA need that many visible devices; on the CPU they are gloo processes."""
     if device is not None and torch.device(device).type == "cpu":
         return
     found = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if found < requested:
-        raise ConfigError(f"fewer GPUs than requested: --gpus {requested} but {found} CUDA device(s) visible; "
-                          f"lower --gpus, or add --device cpu to run {requested} CPU processes (gloo, for testing)")
+        raise ConfigError(f"fewer GPUs than requested: {requested} processes but {found} CUDA device(s) visible")
 
 
 def choose_degrees(world_size: int, num_heads: int | None, use_cfg: bool) -> tuple[int, int]:

@@ -11,8 +11,8 @@ from vdrt.samplers.base import Sampler, SamplerConfig
 from vdrt.samplers.dpm import DPMConfig, DPMSolver2M
 from vdrt.samplers.euler import EulerConfig, FlowEuler
 from vdrt.samplers.fewstep import FewStep, FewStepConfig
-from vdrt.samplers.guidance import Guidance, batch_for_cfg, cfg_combine
-from vdrt.samplers.loop import sample
+from vdrt.samplers.guidance import CFGModel, Guidance, cfg_combine
+from vdrt.samplers.loop import ModelFunction, Step, StepHook, sample
 from vdrt.samplers.unipc import UniPC, UniPCConfig
 
 _REGISTRY: dict[str, type[Sampler]] = {c.name: c for c in (FlowEuler, UniPC, DPMSolver2M, FewStep)}
@@ -33,5 +33,5 @@ def get(name: str, **kwargs) -> Sampler:
 __all__ = [
     "Sampler", "SamplerConfig", "FlowEuler", "EulerConfig", "UniPC", "UniPCConfig",
     "DPMSolver2M", "DPMConfig", "FewStep", "FewStepConfig", "Guidance", "cfg_combine",
-    "batch_for_cfg", "sample", "get", "names",
+    "CFGModel", "ModelFunction", "Step", "StepHook", "sample", "get", "names",
 ]

@@ -1,14 +1,11 @@
-"""Classifier-free guidance with the two branches batched into one denoiser call.
+"""Classifier-free guidance: THE model function (`CFGModel`) that batches both branches into one call.
 
-    g = Guidance(scale=5.0, end=0.8)
-    if g.active(i, n):
-        x2, t2, ctx2, cond2 = batch_for_cfg(x, t, ctx, neg_ctx, **cond)  # batch 2B: cond, then uncond
-        v = cfg_combine(den(x2, t2, ctx2, **cond2), g.scale)
-    else:
-        v = den(x, t, ctx, **cond)
+    model = CFGModel(den, ctx, neg_ctx, Guidance(5.0, end=0.8), cond={"cond": y}, device=dev, dtype=torch.bfloat16)
+    x = vdrt.samplers.sample(model, noise, sampler, num_steps)
 
-Mirrors diffusers' Wan pipeline (noise_uncond + scale * (noise_pred - noise_uncond),
-CFG only when guidance_scale > 1), except that both branches share one call.
+At a step where guidance is active the denoiser runs once on batch 2B ([cond; uncond]) and `cfg_combine` mixes the halves; elsewhere it runs once on batch B with the
+positive context only. Mirrors diffusers' Wan pipeline (noise_uncond + scale * (noise_pred -
+noise_uncond), CFG only when guidance_scale > 1), except that both branches share one call.
 """
 from __future__ import annotations
 
@@ -17,6 +14,7 @@ import dataclasses
 import torch
 
 from vdrt.errors import ConfigError, SamplingError
+from vdrt.samplers.loop import ModelFunction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,18 +58,59 @@ def cfg_combine(out: torch.Tensor, scale: float) -> torch.Tensor:
     return uncond + scale * (cond - uncond)
 
 
-def batch_for_cfg(x, t, context, negative_context, **cond):
-    """Stack inputs for one CFG call: returns (x2, t2, context2, cond2), batch 2B, cond first.
+class CFGModel(ModelFunction):
+    """`model(x, t, i) -> v` over a denoiser `den(latents, timestep, context, **cond)`, guidance batched.
 
-    x (B, ...) -> (2B, ...); t (B,) -> (2B,) (a 0-dim t is left as is);
-    context and negative_context (B, L, D) -> (2B, L, D); every tensor in **cond
-    is repeated (it conditions both branches); None and non-tensors pass through.
+    context (B, L, D) and negative_context (B, L', D) (zeros when None; padded to one length), and
+    every tensor of `cond` ((B, ...) inputs such as conditioning channels or image embeddings), are
+    moved to `device` and cast to `dtype` (the denoiser's input dtype) once, here, and batched for
+    both branches once. Each call casts x to `dtype`; the output is returned in float32.
     """
-    if context.shape != negative_context.shape:
-        raise ConfigError(
-            f"context {tuple(context.shape)} and negative_context {tuple(negative_context.shape)} differ; "
-            "encode both prompts padded to the same length"
-        )
-    t2 = t if t.ndim == 0 else torch.cat([t, t])
-    cond2 = {k: torch.cat([v, v]) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
-    return torch.cat([x, x]), t2, torch.cat([context, negative_context.to(context.dtype)]), cond2
+
+    def __init__(self, den, context: torch.Tensor, negative_context: torch.Tensor | None = None,
+                 guidance: Guidance | float = 1.0, cond: dict | None = None, device=None,
+                 dtype: torch.dtype = torch.float32):
+        self.den, self.dtype, self.num_steps = den, dtype, None
+        self.guidance = guidance if isinstance(guidance, Guidance) else Guidance(float(guidance))
+        move = lambda v: v.to(device, dtype) if isinstance(v, torch.Tensor) else v  # noqa: E731
+        self._one = {"context": move(context), **{k: move(v) for k, v in (cond or {}).items()}}
+        self._two = self._one
+        if self.guidance.enabled:
+            neg = torch.zeros_like(context) if negative_context is None else negative_context
+            pos, neg = same_length(context, neg)
+            self._one["context"] = move(pos)
+            self._two = {"context": torch.cat([self._one["context"], move(neg)]),
+                         **{k: _twice(v) for k, v in self._one.items() if k != "context"}}
+
+    def reset(self, num_steps: int) -> None:
+        self.num_steps = num_steps
+
+    def active(self, i: int) -> bool:
+        if not self.guidance.enabled:
+            return False
+        if self.num_steps is None:
+            raise SamplingError("CFGModel: call reset(num_steps) first (vdrt.samplers.sample does)")
+        return self.guidance.active(i, self.num_steps)
+
+    def inputs(self, i: int) -> dict:
+        return self._two if self.active(i) else self._one
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
+        guided = self.active(i)
+        inputs = dict(self._two if guided else self._one)
+        context = inputs.pop("context")
+        if guided:  # (B, ...) -> (2B, ...): cond rows first, then uncond
+            x, t = torch.cat([x, x]), torch.cat([t, t])
+        out = self.den(x.to(self.dtype), t, context, **inputs).float()
+        return cfg_combine(out, self.guidance.scale) if guided else out
+
+
+def same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L, D), (B, L', D) -> both (B, max(L, L'), D), zero-padded at the end."""
+    n = max(a.shape[1], b.shape[1])
+    pad = lambda z: torch.nn.functional.pad(z, (0, 0, 0, n - z.shape[1]))  # noqa: E731
+    return pad(a), pad(b)
+
+
+def _twice(v):
+    return torch.cat([v, v]) if isinstance(v, torch.Tensor) else v

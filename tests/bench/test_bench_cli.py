@@ -59,7 +59,7 @@ def test_bench_without_a_card_says_how_to_get_one(tmp_path, capsys):
 
 
 def test_step_inputs_fit_each_family():
-    from vdrt.bench_step import step_inputs
+    from vdrt.bench.step import step_inputs
     from vdrt.models import config_from_name
 
     x, _, ctx, extra = step_inputs(config_from_name("wan-tiny-i2v"), 2, 17, 64, 64, "cpu", torch.float32)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,12 @@ from typing import Callable
 import torch
 
 from vdrt.errors import ConfigError
+from vdrt.pipeline.sources import PRECISIONS
 
 log = logging.getLogger(__name__)
 
 PEERS = ("diffusers", "compile")
 BACKENDS = ("torch", "aoti", "onnx")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DTYPE_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 # Measured dense ceilings (TFLOP/s) per GPU name fragment and precision: DESIGN.md ("bf16 GEMM 706").
 CEILINGS = {"H100": {"bf16": 706.0, "fp16": 706.0}}
 
@@ -49,8 +47,12 @@ class Target:
 # ---------------------------------------------------------------- entry
 
 
-def timing_rows(args, meta: Callable[[torch.device], dict]) -> list[dict]:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def timing_rows(args, build_engine: Callable | None = None) -> list[dict]:
+    """The rows of one `vdrt bench` timing run; `build_engine(module, backend, precision, size, device)` makes
+    the aoti/onnx engine a model is timed as (the CLI passes the exporter's; the runtime never imports it)."""
+    from vdrt.bench.meta import device_of, run_meta
+
+    device = device_of(args.device)
     precision = precision_name(args, device)
     peers = parse_peers(args.peers)
     if args.steps and args.weights_dir is not None:
@@ -60,11 +62,11 @@ def timing_rows(args, meta: Callable[[torch.device], dict]) -> list[dict]:
     f, h, w = (args.frames or target.default_size[0], args.height or target.default_size[1],
                args.width or target.default_size[2])
     batch = args.batch or 1
-    target = with_backend(target, args.backend, precision, (batch, f, h, w), device)
+    target = with_backend(target, args.backend, precision, (batch, f, h, w), device, build_engine)
     x = step_inputs(target.config, batch, f, h, w, device, PRECISIONS[precision])
     flops = count_flops(target.config, x)
     case = f"{batch}x{f}x{h}x{w} {precision}"
-    common = {"bench": "step", "model": target.name, "case": case, **meta(device)}
+    common = {"bench": "step", "model": target.name, "case": case, **run_meta(device)}
     ours, ref = measure(lambda: target.fn(*x[:3], **x[3]), args.repeats, device)
     rows = [{**common, "impl": f"vdrt-{target.backend}", **ours, **rates(flops, ours["ms"], device, precision)}]
     for peer in peers:
@@ -75,14 +77,9 @@ def timing_rows(args, meta: Callable[[torch.device], dict]) -> list[dict]:
 
 
 def precision_name(args, device: torch.device) -> str:
-    given = args.precision or DTYPE_NAMES.get(args.dtype or "", args.dtype)
-    if given is None:
-        return "bf16" if device.type == "cuda" else "fp32"
-    if given not in PRECISIONS:
-        flag = "--precision" if args.precision else "--dtype"
-        raise ConfigError(f"{flag} {args.precision or args.dtype!r} is not one of {sorted(PRECISIONS)} "
-                          f"(--dtype also takes {sorted(DTYPE_NAMES)})")
-    return given
+    from vdrt.pipeline.sources import precision_name as name
+
+    return name(args.precision or args.dtype, "--precision" if args.precision else "--dtype", device)
 
 
 def parse_peers(text: str | None) -> list[str]:
@@ -98,40 +95,32 @@ def parse_peers(text: str | None) -> list[str]:
 
 def load_target(args, device: torch.device, dtype: torch.dtype) -> Target:
     """A model card, an engine directory, a checkpoint or a preset, as a callable denoiser."""
-    from vdrt import models
-    from vdrt.bench import DEFAULT_MODEL, find_card
+    from vdrt.bench.meta import DEFAULT_MODEL, find_card
+    from vdrt.pipeline.sources import describe, load_denoiser_for
 
     name = args.model or (DEFAULT_MODEL if find_card(DEFAULT_MODEL, args.weights_dir) else "factorized-tiny")
-    if (Path(name) / "manifest.json").is_file():
+    card = None if (args.weights_dir is None and Path(name).exists()) else find_card(name, args.weights_dir)
+    if card is not None:
+        from vdrt.embedded import Card
+
+        c = Card.read(card)
+        den = c.denoiser().to(device=device, dtype=dtype).eval()
+        d = c.defaults
+        return Target(name, den, den.config, den, (d["num_frames"], d["height"], d["width"]), "torch")
+    info = describe(name)
+    size = (info.defaults.num_frames, info.defaults.height, info.defaults.width)
+    if info.kind == "engine":
         from vdrt.engines import load_engine
 
         engine = load_engine(name, device=device)
-        cfg = models.config_from_dict(engine.manifest["model_config"])
-        return Target(Path(name).name, engine, cfg, None, _default_size(cfg, name), engine.manifest["backend"])
-    card = None if (args.weights_dir is None and Path(name).exists()) else find_card(name, args.weights_dir)
-    if card is not None:
-        from vdrt.quality.oracle import load_card_models, read_card
-
-        c = read_card(card)
-        den = load_card_models(c)[0].to(device=device, dtype=dtype).eval()
-        d = c["defaults"]
-        return Target(name, den, den.config, den, (d["num_frames"], d["height"], d["width"]), "torch")
-    from vdrt.loader import load_denoiser
-
-    den = load_denoiser(name, dtype=dtype, device=device)
-    return Target(Path(name).name, den, den.config, den, _default_size(den.config, name), "torch")
+        return Target(Path(name).name, engine, info.config, None, size, engine.manifest["backend"])
+    den = load_denoiser_for(name, dtype=dtype, device=device)
+    return Target(Path(name).name, den, den.config, den, size, "torch")
 
 
-def _default_size(cfg, name: str) -> tuple[int, int, int]:
-    from vdrt.assemble import defaults_for
-
-    d = defaults_for(cfg, name)
-    return d.num_frames, d.height, d.width
-
-
-def with_backend(target: Target, backend: str | None, precision: str, size: tuple, device) -> Target:
+def with_backend(target: Target, backend: str | None, precision: str, size: tuple, device, build_engine=None) -> Target:
     """`target` as asked: an engine dir keeps its backend; a model is built into an aoti/onnx engine
-    fixed at the benchmark's size (through the build cache; build time logged and kept)."""
+    fixed at the benchmark's size by `build_engine` (through the build cache; build time logged and kept)."""
     backend = backend or target.backend
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
@@ -142,16 +131,11 @@ def with_backend(target: Target, backend: str | None, precision: str, size: tupl
         return target
     if backend == "torch":
         return target
-    import vdrt
-    from vdrt.export.shapes import shapes_from_pixels
-
-    batch, f, h, w = size
-    shapes = {**shapes_from_pixels(target.config, str(f), str(h), str(w)), "batch": batch}
-    out = Path(tempfile.mkdtemp(prefix="vdrt-bench-")) / "engine"
+    if build_engine is None:
+        raise ConfigError(f"--backend {backend} needs the engine builder (vdrt.export); run it through `vdrt bench`")
     t0 = time.perf_counter()
-    engine = vdrt.export.build(target.module, backend, out, precision=precision, shapes=shapes,
-                               device=None if backend == "aoti" else device)
-    log.info("bench: %s engine ready in %.1f s (%s)", backend, time.perf_counter() - t0, out)
+    engine = build_engine(target.module, backend, precision, size, device)
+    log.info("bench: %s engine ready in %.1f s", backend, time.perf_counter() - t0)
     return Target(target.name, engine, target.config, target.module, target.default_size, backend)
 
 
@@ -255,7 +239,7 @@ def peer_row(peer: str, target: Target, x: tuple, ref: torch.Tensor, repeats: in
         res["compile_s"] = res["first_ms"] / 1000
         impl = "torch.compile(vdrt)"
     else:
-        from vdrt.bench_peers import diffusers_peer
+        from vdrt.bench.peers import diffusers_peer
 
         dm, call = diffusers_peer(target.module)
         res, out = measure(lambda: call(x), repeats, device)

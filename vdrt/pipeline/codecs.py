@@ -68,22 +68,23 @@ class WanVAECodec:
     def from_directory(cls, path, patch: int, dtype=torch.float32, device="cpu"):
         from vdrt.errors import require
 
-        require("diffusers", "diffusers")
+        require("diffusers")
         from diffusers import AutoencoderKLWan
 
-        return cls(AutoencoderKLWan.from_pretrained(str(path)).to(device=device, dtype=dtype).eval(), patch)
+        return cls(AutoencoderKLWan.from_pretrained(str(path), torch_dtype=dtype).to(device).eval(), patch)
 
     @classmethod
     def random(cls, patch: int, base_dim: int = 32, dtype=torch.float32, device="cpu"):
         """A randomly initialised Wan VAE, for presets that come without weights (said in a log line)."""
         from vdrt.errors import require
 
-        require("diffusers", "diffusers")
+        require("diffusers")
         from diffusers import AutoencoderKLWan
 
         log.info("no VAE with this model: decoding with a RANDOMLY initialised AutoencoderKLWan (base_dim %d)", base_dim)
         torch.manual_seed(0)
-        return cls(AutoencoderKLWan(base_dim=base_dim).to(device=device, dtype=dtype).eval(), patch)
+        vae = AutoencoderKLWan(base_dim=base_dim).to(device)  # built in fp32; cast only when asked (diffusers warns)
+        return cls((vae if dtype == torch.float32 else vae.to(dtype)).eval(), patch)
 
     def _vae_dtype(self):
         return next(self.vae.parameters()).dtype

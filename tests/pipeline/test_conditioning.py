@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import vdrt
-from vdrt.assemble import Parts
+from vdrt.pipeline.sources import ModelInfo, Parts
 from vdrt.errors import ConfigError
 
-from runtime_helpers import CountingEngine
+from pipeline_helpers import CountingEngine
 
 T, H, W = 5, 32, 32
 
@@ -77,10 +77,10 @@ def test_v2v_strength_controls_how_far_it_moves(tiny_pipe, clip):
 
 def test_native_conditioning_channels_get_known_frames_and_keep_mask(clip):
     from vdrt import models
-    from vdrt.codecs import PixelCodec
-    from vdrt.encoders import HashTextEncoder
+    from vdrt.pipeline.codecs import PixelCodec
+    from vdrt.pipeline.encoders import HashTextEncoder
     from vdrt.engines.torch import TorchEngine
-    from vdrt.assemble import Defaults
+    from vdrt.request import Defaults
 
     cfg = models.config_from_name("factorized-tiny").replace(cond_channels=4)
     torch.manual_seed(0)
@@ -93,7 +93,8 @@ def test_native_conditioning_channels_get_known_frames_and_keep_mask(clip):
         return inner(latents, timestep, context, cond=cond)
 
     engine.engine.module.forward = spy
-    pipe = vdrt.Pipeline(Parts(engine, PixelCodec(4), HashTextEncoder(cfg.text_dim), Defaults()))
+    pipe = vdrt.Pipeline(Parts(engine, PixelCodec(4), HashTextEncoder(cfg.text_dim),
+                               ModelInfo("test", "test", cfg, Defaults())))
     out = run(pipe, mode="i2v", image=clip[0])
     cond = seen[0]  # (1, C+1, F, H, W): [known * keep, keep]
     assert cond.shape == (1, 4, T, H, W)

@@ -8,7 +8,7 @@ import torch
 import vdrt
 from vdrt.errors import ConfigError, MediaError, SamplingError
 
-from runtime_helpers import CountingEngine
+from pipeline_helpers import CountingEngine
 
 
 def test_t2v_frames_shape_dtype_and_determinism(tiny_pipe, small):
@@ -68,7 +68,7 @@ def test_every_sampler_runs(tiny_pipe, small, sampler):
     (dict(num_steps=-2), "num_steps"),
     (dict(guidance=-1.0), "guidance"),
     (dict(height=30), "multiple of 4"),
-    (dict(width=0), "multiple of 4"),
+    (dict(width=0), "width=0 must be a positive integer"),
     (dict(num_frames=0), "num_frames"),
     (dict(mode="warp"), "unknown mode"),
     (dict(sampler="ddim"), "unknown sampler"),

@@ -43,7 +43,7 @@ def wan_dir(tmp_path_factory):
 
 
 def test_umt5_embeddings_are_zero_past_the_prompt(wan_dir):
-    from vdrt.encoders import UMT5TextEncoder
+    from vdrt.pipeline.encoders import UMT5TextEncoder
 
     enc = UMT5TextEncoder(wan_dir, max_len=16)
     e = enc(["a red circle", "cat"])
@@ -63,7 +63,7 @@ def test_pipeline_from_a_diffusers_wan_directory(wan_dir):
 
 
 def test_diffusers_vae_roundtrip_geometry(wan_dir):
-    from vdrt.codecs import WanVAECodec
+    from vdrt.pipeline.codecs import WanVAECodec
 
     codec = WanVAECodec.from_directory(wan_dir / "vae", patch=2)
     assert codec.geometry.latent_shape(9, 32, 48) == (16, 3, 4, 6)

@@ -17,7 +17,7 @@ def diffusers_peer(module: torch.nn.Module):
     if cfg.family != "wan":
         raise ConfigError(f"--peers diffusers covers the wan family (WanTransformer3DModel); this model is "
                           f"{cfg.family}")
-    require("diffusers", "diffusers")
+    require("diffusers")
     from diffusers import WanTransformer3DModel
 
     from vdrt.models.wan_convert import config_to_diffusers, state_dict_to_diffusers

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vdrt.errors import ConfigError, MediaError
-
-MODES = ("t2v", "i2v", "extend", "interpolate", "inpaint", "outpaint", "v2v")
+from vdrt.request import MODES, GenerateRequest
 
 
 @dataclass
@@ -38,20 +37,11 @@ class Conditioning:
     last_image: torch.Tensor | None = None
 
 
-@dataclass(frozen=True)
-class Request:
-    mode: str
-    num_frames: int
-    height: int
-    width: int
-    image: object = None
-    video: object = None
-    mask: object = None
-    known_frames: int | None = None
+def build(req: GenerateRequest, codec) -> Conditioning:
+    """Encode a resolved request's media into known latents and a keep mask for `req.mode`.
 
-
-def build(req: Request, codec) -> Conditioning:
-    """Encode the request's media into known latents and a keep mask for `req.mode`."""
+    The request has already checked that the mode gets the media it needs and nothing else.
+    """
     if req.mode not in MODES:
         raise ConfigError(f"unknown mode {req.mode!r}; modes are {list(MODES)}")
     builder = {"t2v": _t2v, "i2v": _i2v, "extend": _extend, "interpolate": _interpolate, "inpaint": _inpaint,
@@ -60,23 +50,16 @@ def build(req: Request, codec) -> Conditioning:
 
 
 def _t2v(req, codec):
-    _refuse_unused(req, image=False, video=False, mask=False)
     return Conditioning("t2v")
 
 
 def _i2v(req, codec):
-    _refuse_unused(req, image=True, video=True, mask=False)
-    if req.image is None and req.video is None:
-        raise ConfigError("mode i2v needs a first image: pass image= (CLI: --image PATH)")
     frames = media_frames(req.image if req.image is not None else req.video, req, single=True)[:, :1]
     known, keep = _known_prefix(req, codec, frames, 1)
     return Conditioning("i2v", known=known, keep=keep, first_image=frames[:, 0])
 
 
 def _extend(req, codec):
-    _refuse_unused(req, image=False, video=True, mask=False)
-    if req.video is None:
-        raise ConfigError("mode extend needs a video whose first frames are known: pass video= (CLI: --video PATH)")
     frames = media_frames(req.video, req)
     k = req.known_frames or min(frames.shape[1], max(1, req.num_frames // 4))
     if not 1 <= k < req.num_frames or k > frames.shape[1]:
@@ -87,7 +70,6 @@ def _extend(req, codec):
 
 
 def _interpolate(req, codec):
-    _refuse_unused(req, image=True, video=True, mask=False)
     first, last = _endpoints(req)
     shape = codec.geometry.latent_shape(req.num_frames, req.height, req.width)
     z_first, z_last = codec.encode(first[:, None]), codec.encode(last[:, None])  # (C, 1, h, w) each
@@ -99,7 +81,6 @@ def _interpolate(req, codec):
 
 
 def _inpaint(req, codec):
-    _refuse_unused(req, image=True, video=True, mask=True)
     source = req.video if req.video is not None else req.image
     if source is None:
         raise ConfigError(f"mode {req.mode} needs the video (or image) to edit: pass video= or image=")
@@ -112,9 +93,6 @@ def _inpaint(req, codec):
 
 
 def _v2v(req, codec):
-    _refuse_unused(req, image=False, video=True, mask=False)
-    if req.video is None:
-        raise ConfigError("mode v2v needs an input video: pass video= (CLI: --video PATH) and strength=")
     frames = _fit_frames(media_frames(req.video, req), req.num_frames)
     return Conditioning("v2v", init=codec.encode(frames).float())
 
@@ -142,9 +120,11 @@ def _endpoints(req):
 
 
 def media_frames(src, req, single: bool = False) -> torch.Tensor:
-    """A path, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request size."""
+    """A path, `Video`, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request size."""
     from vdrt import io
 
+    if isinstance(src, io.Video):
+        src = src.frames
     if isinstance(src, torch.Tensor):
         x = src.float()
         if x.dim() == 3:
@@ -192,9 +172,7 @@ def generation_mask(req) -> np.ndarray:
     """(H, W) bool, True = generate. outpaint without a mask: a border of 1/4 on each side."""
     from vdrt import io
 
-    if req.mask is None:
-        if req.mode == "inpaint":
-            raise ConfigError("mode inpaint needs a mask (True/white = generate): pass mask= (CLI: --mask PATH)")
+    if req.mask is None:  # outpaint (inpaint without a mask is refused by the request)
         m = np.ones((req.height, req.width), bool)
         m[req.height // 4: -(req.height // 4), req.width // 4: -(req.width // 4)] = False
         return m
@@ -210,12 +188,3 @@ def _latent_keep(keep_px: np.ndarray, hw) -> torch.Tensor:
     """(H, W) bool pixels -> (1, h, w) float: a latent pixel is kept only if all its pixels are known."""
     k = torch.from_numpy(keep_px.astype(np.float32))[None, None]
     return (-F.adaptive_max_pool2d(-k, tuple(hw)))[0]
-
-
-def _refuse_unused(req, image: bool, video: bool, mask: bool) -> None:
-    given = {"image": req.image is not None and not image, "video": req.video is not None and not video,
-             "mask": req.mask is not None and not mask}
-    extra = [k for k, v in given.items() if v]
-    if extra:
-        raise ConfigError(f"mode {req.mode} does not use {', '.join(extra)}; drop it or choose another mode "
-                          f"(modes: {list(MODES)})")

@@ -25,6 +25,23 @@ def replaces_latents(config, cond) -> bool:
     return config.family == "wan" and cond.mode not in WAN_NATIVE_MODES
 
 
+def latent_paste(config, cond, sampler, shape, generator, device):
+    """`paste(i, x)`: the known latents noised to sigma(i + 1) pasted over x where `keep` is 1 (None if not needed).
+
+    For models without native conditioning for this mode. The noise is drawn once per generation, from
+    `generator` (after the initial noise); `paste(start - 1, x)` gives the starting latents, and the
+    loop's `on_step_end` pastes after every step, the last one at sigma 0 (the known latents exactly).
+    """
+    if not replaces_latents(config, cond):
+        return None
+    noise = torch.randn(shape, generator=generator).to(device)
+    known, keep = cond.known.to(device)[None], cond.keep.to(device)
+
+    def paste(i: int, x: torch.Tensor) -> torch.Tensor:
+        return keep * sampler.add_noise(known, noise, i + 1) + (1 - keep) * x
+    return paste
+
+
 def inputs(config, cond, shape, codec, image_encoder=None, image_embeds=None) -> dict:
     """Extra denoiser inputs for latents of `shape` (C, F, h, w), each with a batch dim of 1."""
     if config.cond_channels == 0:
@@ -66,7 +83,7 @@ def _image_embeds(config, image, image_encoder, image_embeds, required: bool) ->
         e = torch.as_tensor(image_embeds).float()
         return {"image_embeds": e if e.dim() == 3 else e[None]}
     if image_encoder is not None and image is not None:
-        return {"image_embeds": image_encoder([image]).float().cpu()}
+        return {"image_embeds": image_encoder([image]).float()}
     if required:
         raise ConfigError("this Wan I2V model needs CLIP image embeddings: use a diffusers directory with "
                           "image_encoder/, or pass image_embeds=")

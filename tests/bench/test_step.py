@@ -1,4 +1,4 @@
-"""`vdrt bench` timing rows (vdrt.bench_step): the issue's fields, peers on the same weights, bad input."""
+"""`vdrt bench` timing rows (vdrt.bench.step): the issue's fields, peers on the same weights, bad input."""
 import json
 
 import pytest
@@ -31,7 +31,7 @@ def test_rows_carry_latency_memory_flops_and_the_end_to_end_clip(tmp_path, capsy
 
 
 def test_flops_are_counted_on_a_meta_copy_and_match_the_matmul_count():
-    from vdrt.bench_step import count_flops, step_inputs
+    from vdrt.bench.step import count_flops, step_inputs
     from vdrt.models import config_from_name
 
     cfg = config_from_name("wan-tiny")

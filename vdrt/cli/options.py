@@ -1,0 +1,89 @@
+"""The options of `vdrt generate` / `vdrt run`: their flags, and options -> a checked GenerateRequest and a Pipeline."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# (flag, type, help); dest is the flag without dashes, with '-' -> '_'
+GEN_FLAGS = [
+    ("--frames", int, "number of frames (default: the model's)"),
+    ("--height", int, "height in pixels"),
+    ("--width", int, "width in pixels"),
+    ("--steps", int, "sampling steps"),
+    ("--guidance", float, "classifier-free guidance scale (1 = off)"),
+    ("--seed", int, "random seed (default 0)"),
+    ("--sampler", str, "euler | unipc | dpm++2m | fewstep"),
+    ("--shift", float, "flow-matching timestep shift"),
+    ("--mode", str, "t2v | i2v | extend | interpolate | inpaint | outpaint | v2v"),
+    ("--image", str, "image for i2v (first frame)"),
+    ("--video", str, "video for extend / interpolate / inpaint / outpaint / v2v"),
+    ("--mask", str, "mask image for inpaint/outpaint (white = generate)"),
+    ("--strength", float, "v2v strength in (0, 1]"),
+    ("--known-frames", int, "extend: how many leading frames of --video are kept"),
+    ("--negative-prompt", str, "negative prompt for guidance"),
+    ("--prompt-embeds", str, "safetensors file with 'prompt_embeds' (and optionally 'negative_prompt_embeds')"),
+    ("--fps", int, "frames per second of the written video"),
+    ("--device", str, "cpu | cuda | cuda:N (default: cuda if available)"),
+    ("--precision", str, "fp32 | bf16 | fp16 (default: bf16 on CUDA, fp32 on the CPU)"),
+    ("--attention", str, "attention implementation: auto | sdpa (= torch) | vdrt | vdrt-int8"),
+    ("--gpus", int, "processes, one per GPU: CFG parallel x Ulysses sequence parallel (with --device cpu: gloo)"),
+]
+SWITCHES = [("--cuda-graphs", "replay the denoiser through CUDA graphs"),
+            ("--trust-pickle", "allow .bin/.pt checkpoints"),
+            ("--no-progress", "no progress bar"),
+            ("--force", "replace an existing output")]
+
+
+def model_of(opts: dict) -> str:
+    return opts.get("model") or default_model()
+
+
+def default_model() -> str:
+    from vdrt import embedded
+
+    return "vdrt-tiny" if "vdrt-tiny" in embedded.names() else "factorized-tiny"
+
+
+def request(opts: dict):
+    """The GenerateRequest the options describe (checked on construction: types, ranges, media, output path)."""
+    from vdrt.cli.runconfig import read_embeds
+    from vdrt.request import GenerateRequest
+
+    embeds = read_embeds(opts["prompt_embeds"]) if opts.get("prompt_embeds") else {}
+    keys = dict(num_frames="frames", height="height", width="width", num_steps="steps", guidance="guidance",
+                sampler="sampler", shift="shift", image="image", video="video", mask="mask", strength="strength",
+                known_frames="known_frames", fps="fps", seed="seed", mode="mode", negative_prompt="negative_prompt")
+    given = {k: opts.get(v) for k, v in keys.items() if opts.get(v) is not None}
+    return GenerateRequest(prompt=opts.get("prompt") or "", **given, **embeds, out=str(opts.get("out") or "out.mp4"),
+                           force=bool(opts.get("force")))
+
+
+def checked_request(opts: dict):
+    """The request, resolved against the model's defaults and sizes, before any weight is loaded."""
+    from vdrt.pipeline.sources import describe
+
+    req = request(opts)
+    model = model_of(opts)
+    if opts.get("command") == "run" and not (Path(model) / "manifest.json").is_file():
+        from vdrt.errors import EngineError
+
+        raise EngineError(f"{model} is not an engine directory (no manifest.json); build one with `vdrt build`")
+    info = describe(model)
+    return req.resolved(info.defaults, info.geometry, info.name)
+
+
+def build_pipeline(opts: dict):
+    import vdrt
+    from vdrt.cli.runconfig import parse_precision
+
+    model = model_of(opts)
+    if model == "factorized-tiny" and not opts.get("model"):
+        log.warning("no embedded trained model in this install: using factorized-tiny with RANDOM weights")
+    dtype = parse_precision(opts.get("precision")) or parse_precision(opts.get("dtype"), "--dtype")
+    if opts.get("attention"):
+        vdrt.ops.set_choice("attention", opts["attention"])
+    return vdrt.Pipeline.from_pretrained(model, dtype=dtype, device=opts.get("device"),
+                                         cuda_graphs=bool(opts.get("cuda_graphs")),
+                                         trust_pickle=bool(opts.get("trust_pickle")))

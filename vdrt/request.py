@@ -1,0 +1,215 @@
+"""`GenerateRequest`: one frozen, typed, validated description of a generation.
+
+The CLI (flags and the TOML run config), and `Pipeline.__call__` (vdrt's names and diffusers'
+names) all build one; the Pipeline runs it. Validation happens in two stages, both before any
+weight is loaded or any step runs:
+
+1. on construction, whatever needs no model: types (a bool is not an int, a string is not a
+   number), steps, seed range [0, 2^63), guidance, strength, fps, mode and the media it needs,
+   the sampler's name, and the output path (known suffix, writable folder, an existing file only
+   with `force`);
+2. `resolved(defaults, geometry)`: the unset fields are filled from the model's `Defaults` (its
+   card or config, never its name), and the sizes are checked against the model's multiples and,
+   for models that carry one, their trained size.
+
+    req = GenerateRequest(prompt="a red circle bouncing", num_steps=4, seed=0)
+    video = vdrt.Pipeline.from_pretrained("vdrt-tiny")(req)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+from vdrt.errors import ConfigError
+
+MODES = ("t2v", "i2v", "extend", "interpolate", "inpaint", "outpaint", "v2v")
+OUTPUT_TYPES = ("video", "np", "pil", "pt", "latent")
+WRITE_SUFFIXES = (".mp4", ".gif", ".webp")
+SEED_LIMIT = 2**63
+MEDIA = {"t2v": (), "i2v": ("image", "video"), "extend": ("video",), "interpolate": ("image", "video"),
+         "inpaint": ("image", "video", "mask"), "outpaint": ("image", "video", "mask"), "v2v": ("video",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults:
+    """What a generation uses when the request does not say: from the model's card or config."""
+
+    num_frames: int = 17
+    height: int = 64
+    width: int = 64
+    num_steps: int = 4
+    guidance: float = 1.0
+    sampler: str = "euler"
+    shift: float = 1.0
+    fps: int = 8
+    sampler_timesteps: tuple = ()  # few-step samplers: the distilled timesteps
+    trained_size: tuple | None = None  # (frames, height, width) a model was trained at; other sizes refused
+
+    @classmethod
+    def from_card(cls, d: dict) -> "Defaults":
+        """A model card's `defaults` section: its sizes are the trained size."""
+        d = {**d, "sampler_timesteps": tuple(d.get("sampler_timesteps") or ())}
+        return cls(**d, trained_size=(d["num_frames"], d["height"], d["width"]))
+
+    def replace(self, **kw) -> "Defaults":
+        return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GenerateRequest:
+    """One generation (or `num_videos` per prompt); None means "the model's default"."""
+
+    prompt: str | list = ""
+    negative_prompt: str = ""
+    num_frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    num_steps: int | None = None
+    guidance: float | None = None
+    guidance_range: tuple = (0.0, 1.0)
+    seed: int = 0
+    generator: Any = None  # a torch.Generator: used instead of `seed` for every random draw
+    sampler: str | None = None
+    shift: float | None = None
+    mode: str = "t2v"
+    image: Any = None
+    video: Any = None
+    mask: Any = None
+    strength: float = 0.8
+    known_frames: int | None = None
+    fps: int | None = None
+    num_videos: int = 1  # per prompt (diffusers: num_videos_per_prompt)
+    prompt_embeds: Any = None
+    negative_prompt_embeds: Any = None
+    image_embeds: Any = None
+    latents: Any = None  # initial noise (B, C, F, h, w) instead of a draw from the seed
+    output_type: str = "video"
+    out: str | None = None  # where the CLI writes the result
+    force: bool = False  # an existing `out` may be replaced
+
+    def __post_init__(self):
+        _check_prompts(self)
+        for name in ("num_frames", "height", "width", "num_steps", "known_frames", "num_videos"):
+            _positive_int(name, getattr(self, name))
+        _check_numbers(self)
+        _check_mode(self)
+        if self.output_type not in OUTPUT_TYPES:
+            raise ConfigError(f"output_type={self.output_type!r} is not one of {list(OUTPUT_TYPES)}")
+        if self.out is not None:
+            check_output(self.out, self.force)
+
+    @property
+    def prompts(self) -> list[str]:
+        return list(self.prompt) if isinstance(self.prompt, (list, tuple)) else [self.prompt]
+
+    def replace(self, **kw) -> "GenerateRequest":
+        return dataclasses.replace(self, **kw)
+
+    def resolved(self, defaults: Defaults, geometry=None, name: str = "this model") -> "GenerateRequest":
+        """Unset fields from `defaults`; sizes checked against `geometry` (LatentGeometry) and the trained size."""
+        d = defaults.replace(num_frames=self.num_frames, height=self.height, width=self.width,
+                             num_steps=self.num_steps, guidance=self.guidance, sampler=self.sampler,
+                             shift=self.shift, fps=self.fps)
+        _check_trained(d, name)
+        if geometry is not None:
+            geometry.latent_shape(d.num_frames, d.height, d.width)
+        _check_sampler(d.sampler)
+        return self.replace(num_frames=d.num_frames, height=d.height, width=d.width, num_steps=d.num_steps,
+                            guidance=d.guidance, sampler=d.sampler, shift=d.shift, fps=d.fps)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _positive_int(name: str, v) -> None:
+    if v is not None and (not _is_int(v) or v <= 0):
+        raise ConfigError(f"{name}={v!r} must be a positive integer")
+
+
+def _check_prompts(r: GenerateRequest) -> None:
+    prompts = r.prompt if isinstance(r.prompt, (list, tuple)) else [r.prompt]
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ConfigError(f"prompt must be a string or a non-empty list of strings, got {r.prompt!r}")
+    if not isinstance(r.negative_prompt, str):
+        raise ConfigError(f"negative_prompt must be a string, got {r.negative_prompt!r}")
+
+
+def _check_numbers(r: GenerateRequest) -> None:
+    if not _is_int(r.seed) or not 0 <= r.seed < SEED_LIMIT:
+        raise ConfigError(f"seed={r.seed!r} must be an integer in [0, 2^63)")
+    if r.guidance is not None and (not _is_real(r.guidance) or not 0 <= r.guidance < math.inf):
+        raise ConfigError(f"guidance={r.guidance!r} must be a finite number >= 0 (1.0 = no classifier-free guidance)")
+    lo, hi = (tuple(r.guidance_range) + (None, None))[:2]
+    if len(tuple(r.guidance_range)) != 2 or not (_is_real(lo) and _is_real(hi) and 0 <= lo <= hi <= 1):
+        raise ConfigError(f"guidance_range={r.guidance_range!r} must be (start, end) with 0 <= start <= end <= 1")
+    if r.shift is not None and (not _is_real(r.shift) or not 0 < r.shift < math.inf):
+        raise ConfigError(f"shift={r.shift!r} must be a finite number > 0 (1.0 = no shift)")
+    if r.fps is not None and (not _is_real(r.fps) or not 0 < r.fps < 1e4):
+        raise ConfigError(f"fps={r.fps!r} must be a positive number below 10000")
+    if not _is_real(r.strength) or not 0.0 < r.strength <= 1.0:
+        raise ConfigError(f"strength={r.strength!r} must be in (0, 1] (1 = ignore the input video)")
+    if r.generator is not None and type(r.generator).__name__ != "Generator":
+        raise ConfigError(f"generator must be a torch.Generator, got {type(r.generator).__name__}")
+
+
+def _check_mode(r: GenerateRequest) -> None:
+    if r.mode not in MODES:
+        raise ConfigError(f"unknown mode {r.mode!r}; modes are {list(MODES)}")
+    given = [k for k in ("image", "video", "mask") if getattr(r, k) is not None]
+    unused = [k for k in given if k not in MEDIA[r.mode]]
+    if unused:
+        raise ConfigError(f"mode {r.mode} does not use {', '.join(unused)}; drop it or choose another mode "
+                          f"(modes: {list(MODES)})")
+    for k in given:
+        _check_media_path(k, getattr(r, k))
+    if r.mode == "i2v" and r.image is None and r.video is None:
+        raise ConfigError("mode i2v needs a first image: pass image= (CLI: --image PATH)")
+    if r.mode in ("extend", "v2v") and r.video is None:
+        raise ConfigError(f"mode {r.mode} needs an input video: pass video= (CLI: --video PATH)")
+    if r.mode == "inpaint" and r.mask is None:
+        raise ConfigError("mode inpaint needs a mask (True/white = generate): pass mask= (CLI: --mask PATH)")
+
+
+def _check_media_path(kind: str, v) -> None:
+    if isinstance(v, (str, os.PathLike)) and not Path(v).exists():
+        from vdrt.errors import MediaError
+
+        raise MediaError(f"{kind} {str(v)!r} does not exist")
+
+
+def _check_trained(d: Defaults, name: str) -> None:
+    if d.trained_size and (d.num_frames, d.height, d.width) != tuple(d.trained_size):
+        f, h, w = d.trained_size
+        raise ConfigError(f"{name} was trained at {f} frames of {w}x{h} only; asked for {d.num_frames} "
+                          f"frames of {d.width}x{d.height}. Use --frames {f} --height {h} --width {w}")
+
+
+def _check_sampler(name: str) -> None:
+    from vdrt import samplers
+
+    if name not in samplers.names():
+        raise ConfigError(f"unknown sampler {name!r}; known samplers: {samplers.names()}")
+
+
+def check_output(out, force: bool = False) -> None:
+    """The output path takes a known format, its folder can be written, and it is new unless `force`."""
+    text = os.fspath(out)
+    p = Path(text)
+    folder = text.endswith(("/", os.sep)) or p.suffix == "" or p.is_dir()
+    if not folder and p.suffix.lower() not in WRITE_SUFFIXES:
+        raise ConfigError(f"cannot write {text!r}: unknown suffix {p.suffix!r}; use one of "
+                          f"{', '.join(WRITE_SUFFIXES)}, or a folder path (a trailing '/') for PNG frames")
+    if p.exists() and not force and not (folder and p.is_dir() and not any(p.iterdir())):
+        raise ConfigError(f"{text} exists; pass --force to replace it, or choose another output path")
+    parent = next((q for q in [p.parent, *p.parent.parents] if q.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot write {text}: {parent} is not a writable folder")
