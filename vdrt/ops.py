@@ -52,8 +52,9 @@ def register(op: str, name: str, fn: Callable, supports: Callable[..., bool] | N
 
 
 def available(op: str) -> list[str]:
-    """Names that can be chosen for `op` ("auto" and "torch" always are)."""
+    """Names that can be chosen for `op` ("auto" and "torch" always are; kernels are loaded first)."""
     _check_op(op)
+    _ensure_kernels_loaded(force=True)
     names = ["auto", "torch"] + [i.name for i in _IMPLS[op] if i.name != "torch"]
     if op == "attention":  # the sparse implementations have a torch path of their own
         names += [n for n in SPARSE_IMPLS if n not in names]

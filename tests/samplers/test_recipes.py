@@ -9,7 +9,7 @@ import vdrt.samplers as S
 from vdrt.errors import ConfigError
 from vdrt.models import config_from_name
 from vdrt.samplers import recipes
-from vdrt.samplers.guidance import batch_for_cfg, cfg_combine
+from vdrt.samplers.guidance import CFGModel
 
 
 def test_names_and_unknown_name():
@@ -73,18 +73,11 @@ class Counting:
 
 @pytest.mark.parametrize("name", recipes.names())
 def test_guidance_one_never_computes_the_uncond_branch(name):
-    """The loop the Pipeline runs (guidance.py's pattern): one denoiser call of batch B per step."""
+    """The model function the Pipeline runs (CFGModel): one denoiser call of batch B per step."""
     r = recipes.get(name)
     den, g = Counting(), r.guidance
     x, ctx, neg = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
-
-    def model_fn(x, t, i):
-        if g.active(i, r.num_steps):
-            x2, t2, c2, _ = batch_for_cfg(x, t, ctx, neg)
-            return cfg_combine(den(x2, t2, c2), g.scale)
-        return den(x, t, ctx)
-
-    S.sample(model_fn, x, r.sampler(generator=0), r.num_steps, progress=False)
+    S.sample(CFGModel(den, ctx, neg, g), x, r.sampler(generator=0), r.num_steps, progress=False)
     assert not g.enabled and den.batches == [2] * r.num_steps
 
 

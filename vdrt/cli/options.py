@@ -27,7 +27,11 @@ GEN_FLAGS = [
     ("--fps", int, "frames per second of the written video"),
     ("--device", str, "cpu | cuda | cuda:N (default: cuda if available)"),
     ("--precision", str, "fp32 | bf16 | fp16 (default: bf16 on CUDA, fp32 on the CPU)"),
-    ("--attention", str, "attention implementation: auto | sdpa (= torch) | vdrt | vdrt-int8"),
+    ("--attention", str, "attention implementation: auto | sdpa (= torch) | vdrt | vdrt-int8 | vdrt-sparse | "
+                         "vdrt-sparse-int8 (lossy ones run from the step --dense-steps says)"),
+    ("--sparse", str, "sparse attention: a density in (0, 1] (e.g. 0.25) or a window of tiles FxHxW (e.g. 2x7x5)"),
+    ("--dense-steps", int, "first steps with dense attention before a lossy --attention (default: 30%% of the steps "
+                           "for sparse, 0 for 8-bit)"),
     ("--gpus", int, "processes, one per GPU: CFG parallel x Ulysses sequence parallel (with --device cpu: gloo)"),
 ]
 SWITCHES = [("--cuda-graphs", "replay the denoiser through CUDA graphs"),
@@ -64,6 +68,7 @@ def checked_request(opts: dict):
     """The request, resolved against the model's defaults and sizes, before any weight is loaded."""
     from vdrt.pipeline.sources import describe
 
+    attention_schedule(opts)  # the attention flags are checked here too, before anything loads
     req = request(opts)
     model = model_of(opts)
     if opts.get("command") == "run" and not (Path(model) / "manifest.json").is_file():
@@ -82,8 +87,58 @@ def build_pipeline(opts: dict):
     if model == "factorized-tiny" and not opts.get("model"):
         log.warning("no embedded trained model in this install: using factorized-tiny with RANDOM weights")
     dtype = parse_precision(opts.get("precision")) or parse_precision(opts.get("dtype"), "--dtype")
-    if opts.get("attention"):
+    schedule = attention_schedule(opts)
+    if opts.get("attention") and schedule is None:
         vdrt.ops.set_choice("attention", opts["attention"])
-    return vdrt.Pipeline.from_pretrained(model, dtype=dtype, device=opts.get("device"),
+    pipe = vdrt.Pipeline.from_pretrained(model, dtype=dtype, device=opts.get("device"),
                                          cuda_graphs=bool(opts.get("cuda_graphs")),
                                          trust_pickle=bool(opts.get("trust_pickle")))
+    if schedule is not None:
+        pipe.hooks.append(schedule)
+    return pipe
+
+
+LOSSY_ATTENTION = ("vdrt-int8", "vdrt-sparse", "vdrt-sparse-int8")
+
+
+def attention_schedule(opts: dict):
+    """The per-step attention schedule of a lossy --attention (None for the lossless choices); checked
+    before anything is loaded: --sparse and --dense-steps without a lossy --attention are refused."""
+    from vdrt import ops
+    from vdrt.samplers.policies.attention import AttentionSchedule
+
+    name = ops.ALIASES.get(opts.get("attention"), opts.get("attention"))
+    if name is not None and name not in ops.available("attention"):
+        from vdrt.errors import ConfigError
+
+        raise ConfigError(f"--attention {name}: unknown; choose one of {ops.available('attention')}")
+    sparse = parse_sparse(opts.get("sparse"))
+    if name not in LOSSY_ATTENTION:
+        if sparse is not None or opts.get("dense_steps") is not None:
+            from vdrt.errors import ConfigError
+
+            raise ConfigError("--sparse and --dense-steps go with a lossy --attention (vdrt-int8, vdrt-sparse, "
+                              "vdrt-sparse-int8)")
+        return None
+    if sparse is not None and name not in ops.SPARSE_IMPLS:
+        from vdrt.errors import ConfigError
+
+        raise ConfigError(f"--sparse goes with --attention vdrt-sparse or vdrt-sparse-int8, not {name}")
+    return AttentionSchedule(name, dense_first=opts.get("dense_steps"), sparse=sparse)
+
+
+def parse_sparse(text):
+    """`--sparse 0.25` (density) or `--sparse 2x7x5` (window in tiles) -> SparseConfig (None if unset)."""
+    from vdrt.errors import ConfigError
+    from vdrt.sparse import SparseConfig
+
+    if text is None:
+        return None
+    text = str(text).strip()
+    try:
+        if "x" in text:
+            return SparseConfig(window=tuple(int(n) for n in text.split("x")))
+        return SparseConfig(density=float(text))
+    except ValueError:
+        raise ConfigError(f"--sparse {text!r}: give a density in (0, 1] like 0.25, or a window of tiles FxHxW "
+                          "like 2x7x5") from None

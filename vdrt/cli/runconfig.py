@@ -43,6 +43,8 @@ def _schema():
         precision: Optional[str] = None
         dtype: Optional[str] = None  # older spelling of precision (float32 | bfloat16 | float16)
         attention: Optional[str] = None
+        sparse: Optional[str] = None
+        dense_steps: Optional[int] = Field(None, ge=0)
         gpus: Optional[int] = Field(None, gt=0)
         threads: Optional[int] = Field(None, gt=0)
         cuda_graphs: Optional[bool] = None
