@@ -111,7 +111,7 @@ def attention_schedule(opts: dict):
     if name is not None and name not in ops.available("attention"):
         from vdrt.errors import ConfigError
 
-        raise ConfigError(f"--attention {name}: unknown; choose one of {ops.available('attention')}")
+        raise ConfigError(f"--attention {name}: unknown implementation; choose one of {ops.available('attention')}")
     sparse = parse_sparse(opts.get("sparse"))
     if name not in LOSSY_ATTENTION:
         if sparse is not None or opts.get("dense_steps") is not None:
