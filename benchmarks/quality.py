@@ -1,4 +1,4 @@
-"""Quality of the tiny models against ground truth: the oracle (vdrt.quality.oracle) as a benchmark.
+"""Quality of the tiny models against ground truth: the oracle (vdrt.export.tiny.quality.oracle) as a benchmark.
 
     python benchmarks/quality.py --weights-dir runs/tiny --model vdrt-tiny-teacher --steps 50 --guidance 4 \
         --model vdrt-tiny --random --baselines --clips 256 --out benchmarks/results/h100/quality.json
@@ -61,7 +61,7 @@ def settings(args) -> dict:
 
 
 def card_generator(name: str, args, random_init: bool = False):
-    from vdrt.quality.oracle import CardGenerator
+    from vdrt.export.tiny.quality.oracle import CardGenerator
 
     return CardGenerator.from_card(card_path(name, args.weights_dir), device=args.device, random_init=random_init,
                                    batch_size=args.batch, **settings(args))
@@ -71,7 +71,7 @@ def random_generator(args):
     """Random weights: the first model's architecture, else the default vdrt-tiny sections."""
     from vdrt.export.tiny.common import sections
 
-    from vdrt.quality.oracle import CardGenerator, SampleSettings, build_models
+    from vdrt.export.tiny.quality.oracle import CardGenerator, SampleSettings, build_models
 
     if args.model:
         return card_generator(args.model[0], args, random_init=True)
@@ -82,7 +82,7 @@ def random_generator(args):
 
 def pipeline_generator(name: str, args):
     import vdrt
-    from vdrt.quality.oracle import pipeline_generator as wrap
+    from vdrt.export.tiny.quality.oracle import pipeline_generator as wrap
 
     if args.weights_dir:
         os.environ["VDRT_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
@@ -93,7 +93,7 @@ def pipeline_generator(name: str, args):
 
 
 def generators(args) -> list[tuple[str, object]]:
-    from vdrt.quality import oracle
+    from vdrt.export.tiny.quality import oracle
 
     out = []
     for name in args.model:
@@ -111,7 +111,7 @@ def generators(args) -> list[tuple[str, object]]:
 
 
 def run(args) -> list[dict]:
-    from vdrt.quality.oracle import evaluate
+    from vdrt.export.tiny.quality.oracle import evaluate
 
     rows = []
     for impl, gen in generators(args):

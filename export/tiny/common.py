@@ -47,7 +47,7 @@ CLIP = (17, 64, 64)
 
 def sections(config_overrides: dict | None = None, text_overrides: dict | None = None) -> tuple[dict, dict]:
     """The card's `config` (FactorizedConfig.to_dict) and `text` sections, with overrides applied."""
-    from vdrt.data.captions import VOCAB
+    from vdrt.export.tiny.data.captions import VOCAB
     from vdrt.models.factorized import FactorizedConfig
 
     text = {"vocab": list(VOCAB), **TEXT_CONFIG, **(text_overrides or {})}
@@ -72,7 +72,7 @@ def named_parameters(den, encoder) -> dict[str, torch.nn.Parameter]:
 
 
 def _render_chunk(path: str, n_total: int, split: str, start: int, offset: int, n: int) -> list[str]:
-    from vdrt.data.procedural import batch
+    from vdrt.export.tiny.data.procedural import batch
 
     pool = np.memmap(path, np.uint8, "r+", shape=(n_total, *CLIP, 3))
     _, texts = batch(split, start + offset, n, out=pool[offset: offset + n])
@@ -86,7 +86,7 @@ def render_pool(split: str, start: int, n: int, device, workers: int = 0, chunk:
     With workers > 1, processes render chunks into a memory-mapped scratch file (not /dev/shm,
     which containers often cap at 64 MB), copied to the device chunk by chunk.
     """
-    from vdrt.data.procedural import batch
+    from vdrt.export.tiny.data.procedural import batch
 
     t0 = time.perf_counter()
     if workers <= 1 or n <= chunk:
@@ -123,7 +123,7 @@ def tokenize(tokenizer, texts: list[str], max_len: int, device):
 
 
 def clips_to_model(clips: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, F, H, W, 3) -> float32 (B, 3, F, H, W) in [-1, 1] (as vdrt.data.procedural.to_float)."""
+    """uint8 (B, F, H, W, 3) -> float32 (B, 3, F, H, W) in [-1, 1] (as vdrt.export.tiny.data.procedural.to_float)."""
     return clips.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 

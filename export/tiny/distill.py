@@ -123,7 +123,7 @@ class Teacher:
 
     @torch.no_grad()
     def velocity(self, x, s: float, ctx2, cond2) -> torch.Tensor:
-        from vdrt.quality.oracle import call_denoiser
+        from vdrt.export.tiny.quality.oracle import call_denoiser
         from vdrt.samplers.guidance import cfg_combine
 
         t = torch.full((2 * x.shape[0],), 1000.0 * s, device=x.device)
@@ -151,7 +151,7 @@ def integrate(teacher: Teacher, z, ctx2, cond2, grid: int) -> list[torch.Tensor]
 def trajectories(teacher: Teacher, cd: Conditioning, args, gen, budget, n_fixed: int | None):
     """States (N, 5, 3, F, H, W) fp16 for conditioning rows 0..N-1; N = n_fixed, or what fits
     args.traj_share of the budget (timed on the second batch). The noise of batch k does not depend on N."""
-    from vdrt.quality.oracle import native_cond
+    from vdrt.export.tiny.quality.oracle import native_cond
 
     n = n_fixed or len(cd.pool)
     states = torch.empty((n, 5, 3, *C.CLIP), dtype=torch.float16, device=cd.pool.device)
@@ -191,7 +191,7 @@ def _fit_count(n: int, done: int, per_batch: int, t_batch: float, args, budget) 
 
 def make_loss(den, enc, cd: Conditioning, states, gen, args, device):
     """MSE between the student's x0 = x_s - s v at a stored ODE point and the teacher's endpoint."""
-    from vdrt.quality.oracle import native_cond
+    from vdrt.export.tiny.quality.oracle import native_cond
 
     sig = torch.tensor(SIGMAS, device=device)
 
@@ -228,7 +228,7 @@ def trained_info(args, loop, done, device, teacher_card: dict, n_traj: int, traj
 
 def _teacher(card, device, guidance, bf16):
     """(Teacher on device, its TinyTextConditioner) from the teacher card."""
-    from vdrt.quality.oracle import load_card_models
+    from vdrt.export.tiny.quality.oracle import load_card_models
 
     den, text = load_card_models(card)
     enc = text.encoder.to(device).eval().requires_grad_(False)
@@ -237,7 +237,7 @@ def _teacher(card, device, guidance, bf16):
 
 def _student(card, device):
     """The student: the teacher's (EMA) weights, trainable."""
-    from vdrt.quality.oracle import load_card_models
+    from vdrt.export.tiny.quality.oracle import load_card_models
 
     den, text = load_card_models(card)
     return den.to(device).train().requires_grad_(True), text.encoder.to(device).train().requires_grad_(True)
@@ -258,7 +258,7 @@ def _trajectory_phase(args, card, device, budget, stored):
 
 def distill(args) -> Path:
     from vdrt import ops
-    from vdrt.quality.oracle import read_card
+    from vdrt.export.tiny.quality.oracle import read_card
 
     budget = C.Budget(args.minutes)
     device = C.pick_device(args.device)

@@ -101,7 +101,7 @@ class Data:
 
 def make_loss(den, enc, data: Data, gen: torch.Generator, args, device):
     """The flow-matching loss of one random batch: `loss_fn(step) -> scalar`."""
-    from vdrt.quality.oracle import native_cond
+    from vdrt.export.tiny.quality.oracle import native_cond
 
     def loss_fn(step: int) -> torch.Tensor:
         b = args.batch
@@ -132,7 +132,7 @@ def _overrides(text: str, flag: str) -> dict:
 
 def setup(args, device):
     """Models (train mode, on device), data and the training generator."""
-    from vdrt.quality.oracle import build_models
+    from vdrt.export.tiny.quality.oracle import build_models
 
     config, text = C.sections(_overrides(args.config, "--config"), _overrides(args.text_config, "--text-config"))
     workers = args.workers if args.workers is not None else (os.cpu_count() if device.type == "cuda" else 1)

@@ -4,7 +4,7 @@ No learning. For a clip (T, H, W, 3) uint8:
 
 1. Background: the per-channel median of the border pixels of all frames.
 2. Segmentation: each pixel takes the nearest object colour of the palette
-   (`vdrt.data.procedural.COLOURS`) if it lies within MAX_COLOUR_DIST of it and nearer to it than
+   (`vdrt.export.tiny.data.procedural.COLOURS`) if it lies within MAX_COLOUR_DIST of it and nearer to it than
    to the background; then an opening by a 2x2 square removes specks and 1-px lines. The
    generator never gives two objects one colour, so one colour mask is one object.
 3. Per frame: area and image moments of the mask. A colour is an object when its area is at
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vdrt.data.captions import parse_caption
-from vdrt.data.procedural import COLOURS
+from vdrt.export.tiny.data.captions import parse_caption
+from vdrt.export.tiny.data.procedural import COLOURS
 from vdrt.errors import MediaError
 
 MAX_COLOUR_DIST = 100.0

@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from vdrt.export.tiny import common as C
 from vdrt.export.tiny import distill, train
 
-from vdrt.data.procedural import batch, to_float
+from vdrt.export.tiny.data.procedural import batch, to_float
 from vdrt.fsutil import sha256_file
-from vdrt.quality.oracle import load_card_models, read_card
+from vdrt.export.tiny.quality.oracle import load_card_models, read_card
 
 TINY = ["--config", '{"dim": 32, "num_heads": 2, "num_layers": 1}',
         "--text-config", '{"dim": 32, "layers": 1, "heads": 2}']
@@ -173,7 +173,7 @@ def test_timestep_sampling_is_shifted_logit_normal():
 
 
 def test_default_size_card_fits_the_limits(tmp_path):
-    from vdrt.quality.oracle import build_models
+    from vdrt.export.tiny.quality.oracle import build_models
 
     config, text = C.sections()
     den, cond = build_models(config, text)

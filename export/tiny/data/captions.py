@@ -11,27 +11,16 @@ The draws come from the caller's rng, so captions are deterministic by seed.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-from vdrt.data.procedural import BACKGROUNDS, COLOURS, SHAPES, SIZES, ClipSpec, ObjectSpec
 from vdrt.errors import ConfigError
+from vdrt.export.tiny.data.procedural import BACKGROUNDS, COLOURS, SHAPES, SIZES, ClipSpec, ObjectSpec
+from vdrt.text.vocab import DIRECTION_WORDS as DIRECTIONS
+from vdrt.text.vocab import VOCAB, normalise
 
 MAX_WORDS = 16
 SIZE_PROB = 0.5
 BACKGROUND_PROB = 0.3
-FUNCTION_WORDS = ("a", "and", "on", "background")
-DIRECTIONS = ("left", "right", "up", "down")
-
-
-def _vocab() -> tuple[str, ...]:
-    words = [*FUNCTION_WORDS, *SIZES, *COLOURS, *SHAPES, "bouncing", "falling", "moving", *DIRECTIONS]
-    words += list(BACKGROUNDS)
-    return tuple(dict.fromkeys(words))  # ordered, no duplicates
-
-
-VOCAB: tuple[str, ...] = _vocab()
 
 
 def _clause(obj: ObjectSpec, with_size: bool) -> str:
@@ -45,11 +34,6 @@ def caption(spec: ClipSpec, rng: np.random.Generator) -> str:
     if rng.random() < BACKGROUND_PROB and len(text.split()) + 4 <= MAX_WORDS:
         text += f" on a {spec.background} background"
     return text
-
-
-def normalise(text: str) -> list[str]:
-    """Lower-case, turn punctuation into spaces, split into words."""
-    return re.sub(r"[^\w\s]|_", " ", text.lower()).split()
 
 
 def _first(words: list[str], options) -> str | None:

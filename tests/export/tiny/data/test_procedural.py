@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vdrt.data import procedural as P
+from vdrt.export.tiny.data import procedural as P
 from vdrt.errors import ConfigError
 
 N = 500

@@ -3,8 +3,8 @@
 `procedural` renders clips with exactly known ground truth; `captions` writes and parses
 their captions. Both need only numpy.
 """
-from vdrt.data.captions import VOCAB, caption, parse_caption
-from vdrt.data.procedural import (
+from vdrt.export.tiny.data.captions import VOCAB, caption, parse_caption
+from vdrt.export.tiny.data.procedural import (
     ClipSpec,
     ObjectSpec,
     Truth,

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from vdrt.data import captions as C
-from vdrt.data import procedural as P
+from vdrt.export.tiny.data import captions as C
+from vdrt.export.tiny.data import procedural as P
 from vdrt.errors import ConfigError
 
 

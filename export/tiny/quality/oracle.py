@@ -9,9 +9,9 @@ it on clips 0..n_clips-1 of the TEST split (never trained on):
 
 - forecasting: mode "extend" with the first KNOWN_FRAMES (4) frames of each clip known: PSNR and
   SSIM of frames 5..17 against the truth, and the mean centroid error in pixels of the true
-  objects (`vdrt.quality.metrics.forecast_metrics`);
+  objects (`vdrt.export.tiny.quality.metrics.forecast_metrics`);
 - caption adherence: mode "t2v" from the test captions, scored by the analytic detector
-  (`vdrt.quality.detector.evaluate`): the fraction of captioned objects with every attribute
+  (`vdrt.export.tiny.quality.detector.evaluate`): the fraction of captioned objects with every attribute
   right, of clips with every object right, and per attribute (colour, shape, size, motion);
 - temporal consistency of the t2v clips: area CV and colour std of each detected object
   (`metrics.temporal_consistency`), averaged over clips with an object, and the fraction of
@@ -53,7 +53,7 @@ GEN_MODES = ("t2v", "i2v", "extend", "interpolate")
 
 def evaluate(generate_fn, n_clips: int = 64, seed: int = 0, known: int = KNOWN_FRAMES) -> dict:
     """Score `generate_fn` on test clips 0..n_clips-1; see the module doc for the metrics."""
-    from vdrt.data.procedural import batch
+    from vdrt.export.tiny.data.procedural import batch
 
     if n_clips < 1:
         raise ConfigError(f"n_clips must be >= 1, got {n_clips}")
@@ -73,7 +73,7 @@ def evaluate(generate_fn, n_clips: int = 64, seed: int = 0, known: int = KNOWN_F
 
 def forecast_scores(pred: np.ndarray, truth: np.ndarray, known: int = KNOWN_FRAMES) -> dict:
     """Means over clips of `forecast_metrics` (centroid error over clips where it is defined)."""
-    from vdrt.quality.metrics import forecast_metrics
+    from vdrt.export.tiny.quality.metrics import forecast_metrics
 
     rows = [forecast_metrics(p, t, known) for p, t in zip(pred, truth)]
     errs = [r["centroid_error"] for r in rows if r["centroid_error"] is not None]
@@ -83,8 +83,8 @@ def forecast_scores(pred: np.ndarray, truth: np.ndarray, known: int = KNOWN_FRAM
 
 def adherence_scores(clips: np.ndarray, captions: list[str]) -> dict:
     """Detector scores of t2v clips against their captions, keys prefixed `t2v_`."""
-    from vdrt.quality.detector import ATTRIBUTES
-    from vdrt.quality.detector import evaluate as detector_evaluate
+    from vdrt.export.tiny.quality.detector import ATTRIBUTES
+    from vdrt.export.tiny.quality.detector import evaluate as detector_evaluate
 
     r = detector_evaluate(list(clips), captions)
     return {f"t2v_{k}": r[k] for k in ("accuracy", "clip_accuracy", *ATTRIBUTES)}
@@ -92,7 +92,7 @@ def adherence_scores(clips: np.ndarray, captions: list[str]) -> dict:
 
 def consistency_scores(clips: np.ndarray) -> dict:
     """Temporal consistency averaged over the clips with a detected object."""
-    from vdrt.quality.metrics import temporal_consistency
+    from vdrt.export.tiny.quality.metrics import temporal_consistency
 
     rows = [temporal_consistency(c) for c in clips]
     found = [r for r in rows if r["area_cv"] is not None]
@@ -278,7 +278,7 @@ class CardGenerator:
                    batch_size=batch_size, name=name)
 
     def __call__(self, prompts, mode: str, video=None, known_frames=None, seed: int = 0) -> np.ndarray:
-        from vdrt.data.procedural import to_uint8
+        from vdrt.export.tiny.data.procedural import to_uint8
 
         outs = []
         for start in range(0, len(prompts), self.batch_size):
@@ -289,7 +289,7 @@ class CardGenerator:
         return np.concatenate(outs)
 
     def _cond(self, mode: str, video, known_frames, b: int) -> torch.Tensor:
-        from vdrt.data.procedural import to_float
+        from vdrt.export.tiny.data.procedural import to_float
 
         f, h, w, _ = CLIP_SHAPE
         keep = mode_keep(mode, b, f, h, w, known_frames)
@@ -355,7 +355,7 @@ def pipeline_generator(pipe, **call_kwargs):
 
 def reference_generator(n_clips: int):
     """The truth: forecasts are the given videos, t2v clips are the test clips of the same index."""
-    from vdrt.data.procedural import batch
+    from vdrt.export.tiny.data.procedural import batch
 
     truth, _ = batch("test", 0, n_clips)
 

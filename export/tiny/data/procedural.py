@@ -364,7 +364,7 @@ def split_seed(split: str, index: int) -> int:
 
 def dataset_spec(split: str, index: int, two_objects_prob: float = 0.3) -> tuple[ClipSpec, str]:
     """The spec and caption of clip `index` of `split`, without rendering."""
-    from vdrt.data.captions import caption  # captions imports this module's word lists
+    from vdrt.export.tiny.data.captions import caption  # captions imports this module's word lists
 
     seed = split_seed(split, index)
     rng = np.random.default_rng(seed)

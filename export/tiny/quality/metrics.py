@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from vdrt.errors import MediaError
-from vdrt.quality.detector import centroid_track, colour_masks, detect
+from vdrt.export.tiny.quality.detector import centroid_track, colour_masks, detect
 
 PSNR_CAP_DB = 100.0
 SSIM_SIGMA = 1.5
