@@ -1,107 +1,42 @@
-"""The quality oracle: ground-truth metrics of a video generator on held-out procedural clips.
+"""The quality oracle: ground-truth scores of a video generator on held-out procedural clips.
 
-    gen = CardGenerator.from_card("vdrt/weights/vdrt-tiny.json", device="cuda")
-    result = evaluate(gen, n_clips=256, seed=0)   # {forecast_psnr, t2v_accuracy, area_cv, ...}
+    gen = CardGenerator.from_card("runs/x/vdrt-tiny-wan.json", device="cuda")
+    result = evaluate(gen, n_clips=256, geometry=Geometry(17, 64, 64))    # {"summary", "clips", ...}
+    print(table([result, *baselines(256)]))
 
-`evaluate(generate_fn, n_clips, seed)` takes any `generate_fn(prompts, mode, video=None,
-known_frames=None) -> uint8 (B, 17, 64, 64, 3)` (given `seed=` too when it accepts it) and scores
-it on clips 0..n_clips-1 of the TEST split (never trained on):
+`evaluate(generate_fn, ...)` scores any `generate_fn(prompts, mode, video=None, known_frames=None,
+seed=0, size=None) -> uint8 (N, T, H, W, 3)` on clips 0..N-1 of the TEST split (never trained on),
+clip i with noise seed `seed + i` (so two configurations, or two batch sizes, see the same noise):
 
-- forecasting: mode "extend" with the first KNOWN_FRAMES (4) frames of each clip known: PSNR and
-  SSIM of frames 5..17 against the truth, and the mean centroid error in pixels of the true
-  objects (`vdrt.export.tiny.quality.metrics.forecast_metrics`);
-- caption adherence: mode "t2v" from the test captions, scored by the analytic detector
-  (`vdrt.export.tiny.quality.detector.evaluate`): the fraction of captioned objects with every attribute
-  right, of clips with every object right, and per attribute (colour, shape, size, motion);
-- temporal consistency of the t2v clips: area CV and colour std of each detected object
-  (`metrics.temporal_consistency`), averaged over clips with an object, and the fraction of
-  clips where the detector finds any object.
-
-The generators here:
-- `CardGenerator`: a model card (`<name>.json` + `.safetensors`, written by
-  `vdrt.export.tiny`) or a random-init model, sampled in batches with `vdrt.samplers` and the
-  native conditioning layout `cond = [known * keep (3), keep (1)]` that `vdrt.native` feeds.
-  It does what `vdrt.Pipeline` does for one clip (CFG batched into one call, no pasting of
-  known pixels), for many clips per denoiser call.
-- `pipeline_generator(pipe)`: any `vdrt.Pipeline`, one clip per call.
-- `reference_generator` (returns the truth: the metric ceilings) and `repeat_last_generator`
-  (forecast = the last known frame repeated; t2v = a blank grey clip): baselines.
+- t2v (from the test captions), scored by the analytic detector: per clip the share of captioned
+  objects with the right colour / shape / size / motion, `count_ok` (as many objects as captioned),
+  `extra` (unasked objects), `adherent` (every attribute of every object right, the right count);
+  and temporal coherence (`coherence`): count stable, no teleport, area stable, persistent, no
+  split, `coherent` (all of them);
+- extend (the first `known` frames given): pooled MSE / PSNR (uncapped), SSIM, centroid error and
+  mask IoU of the true objects over the generated frames;
+- interpolate (first and last frames given): the same over the frames between.
+The summary pools per-clip values (PSNR from the mean MSE). `baselines(n)` scores the trivial
+generators of `baselines.py` on the same clips; `compare` (compare.py) gives paired differences.
 """
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from vdrt.errors import CheckpointError, ConfigError, MediaError
+from vdrt.errors import ConfigError
+from vdrt.export.tiny.data.world import Geometry
 
 log = logging.getLogger(__name__)
 
 KNOWN_FRAMES = 4
-CLIP_SHAPE = (17, 64, 64, 3)
-GEN_MODES = ("t2v", "i2v", "extend", "interpolate")
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate(generate_fn, n_clips: int = 64, seed: int = 0, known: int = KNOWN_FRAMES) -> dict:
-    """Score `generate_fn` on test clips 0..n_clips-1; see the module doc for the metrics."""
-    from vdrt.export.tiny.data.procedural import batch
-
-    if n_clips < 1:
-        raise ConfigError(f"n_clips must be >= 1, got {n_clips}")
-    clips, captions = batch("test", 0, n_clips)
-    kw = {"seed": seed} if _accepts(generate_fn, "seed") else {}
-    t0 = time.perf_counter()
-    forecast = _checked(generate_fn(captions, "extend", video=clips, known_frames=known, **kw), n_clips)
-    t1 = time.perf_counter()
-    t2v = _checked(generate_fn(captions, "t2v", **kw), n_clips)
-    t2 = time.perf_counter()
-    out = {"clips": n_clips, **forecast_scores(forecast, clips, known), **adherence_scores(t2v, captions),
-           **consistency_scores(t2v)}
-    out.update(ms_per_clip=1000 * (t2 - t0) / (2 * n_clips), ms_per_clip_extend=1000 * (t1 - t0) / n_clips,
-               ms_per_clip_t2v=1000 * (t2 - t1) / n_clips)
-    return out
-
-
-def forecast_scores(pred: np.ndarray, truth: np.ndarray, known: int = KNOWN_FRAMES) -> dict:
-    """Means over clips of `forecast_metrics` (centroid error over clips where it is defined)."""
-    from vdrt.export.tiny.quality.metrics import forecast_metrics
-
-    rows = [forecast_metrics(p, t, known) for p, t in zip(pred, truth)]
-    errs = [r["centroid_error"] for r in rows if r["centroid_error"] is not None]
-    return {"forecast_psnr": _mean([r["psnr"] for r in rows]), "forecast_ssim": _mean([r["ssim"] for r in rows]),
-            "forecast_centroid_px": _mean(errs)}
-
-
-def adherence_scores(clips: np.ndarray, captions: list[str]) -> dict:
-    """Detector scores of t2v clips against their captions, keys prefixed `t2v_`."""
-    from vdrt.export.tiny.quality.detector import ATTRIBUTES
-    from vdrt.export.tiny.quality.detector import evaluate as detector_evaluate
-
-    r = detector_evaluate(list(clips), captions)
-    return {f"t2v_{k}": r[k] for k in ("accuracy", "clip_accuracy", *ATTRIBUTES)}
-
-
-def consistency_scores(clips: np.ndarray) -> dict:
-    """Temporal consistency averaged over the clips with a detected object."""
-    from vdrt.export.tiny.quality.metrics import temporal_consistency
-
-    rows = [temporal_consistency(c) for c in clips]
-    found = [r for r in rows if r["area_cv"] is not None]
-    return {"area_cv": _mean([r["area_cv"] for r in found]), "colour_std": _mean([r["colour_std"] for r in found]),
-            "detected": len(found) / max(len(rows), 1)}
-
-
-def _mean(values) -> float | None:
-    return float(np.mean(values)) if len(values) else None
+TASKS = ("t2v", "extend", "interpolate")
+ATTRS = ("colour", "shape", "size", "motion")
+EXTEND_BASELINES = ("repeat_last", "constant_velocity", "constant_velocity_bounce", "erased", "teleport")
+INTERPOLATE_BASELINES = ("blend", "linear", "erased", "teleport")
 
 
 def _accepts(fn, name: str) -> bool:
@@ -111,265 +46,156 @@ def _accepts(fn, name: str) -> bool:
         return False
 
 
-def _checked(frames, n: int) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.shape != (n, *CLIP_SHAPE):
-        raise MediaError(f"generate_fn returned {frames.dtype} {frames.shape}; the oracle needs uint8 "
-                         f"{(n, *CLIP_SHAPE)}")
-    return frames
+def _call(fn, prompts, mode, geometry: Geometry, seed: int, **kw) -> np.ndarray:
+    from vdrt.export.tiny.quality.generate import checked
+
+    extra = {k: v for k, v in (("seed", seed), ("size", geometry.shape)) if _accepts(fn, k)}
+    return checked(fn(prompts, mode, **kw, **extra), len(prompts), geometry.shape)
 
 
-# ---------------------------------------------------------------- cards
+# ---------------------------------------------------------------- per-clip scores
 
 
-def read_card(path) -> dict:
-    """A model card (JSON), with `_dir` set to its folder."""
-    path = Path(path)
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model card {path} is unreadable ({e}); re-run vdrt.export.tiny to write it") from e
-    missing = [k for k in ("name", "weights", "sha256", "config", "text", "defaults") if k not in card]
-    if missing:
-        raise CheckpointError(f"model card {path} lacks {missing}; it was not written by vdrt.export.tiny")
-    return {**card, "_dir": str(path.parent)}
+def t2v_row(frames: np.ndarray, text: str) -> dict:
+    """One t2v clip: attribute shares, count_ok, extra, adherent, coherence flags and jumps."""
+    from vdrt.export.tiny.data.captions import parse_caption
+    from vdrt.export.tiny.quality.coherence import KEYS, coherence
+    from vdrt.export.tiny.quality.detector import score
+
+    s, c = score(frames, text), coherence(frames)
+    count_ok = c["objects"] == len(parse_caption(text)) and s["extra_objects"] == 0
+    row = {a: s[a] for a in ATTRS}
+    row.update(count_ok=count_ok, extra=s["extra_objects"], adherent=bool(s["accuracy"] == 1.0 and count_ok),
+               jumps=c["jumps"], **{k: c[k] for k in KEYS})
+    return row
 
 
-def card_state(card: dict) -> dict:
-    """The card's weights as fp32 tensors, after checking the sha256."""
-    from vdrt.checkpoint import read_safetensors
-    from vdrt.fsutil import sha256_file
+def frame_row(pred: np.ndarray, truth: np.ndarray, frames) -> dict:
+    """One clip's `forecast_metrics` over its generated frames `frames`."""
+    from vdrt.export.tiny.quality.metrics import forecast_metrics
 
-    path = Path(card["_dir"]) / card["weights"]
-    if not path.is_file():
-        raise CheckpointError(f"weights {path} named by card {card['name']!r} are missing")
-    if sha256_file(path) != card["sha256"]:
-        raise CheckpointError(f"weights {path} do not match the sha256 in card {card['name']!r}; re-copy both files")
-    return {k: v.float() for k, v in read_safetensors(path).items()}
+    r = forecast_metrics(pred, truth, frames)
+    return {k: r[k] for k in ("mse", "ssim", "centroid_error", "iou")}
 
 
-def build_models(config: dict, text: dict, seed: int = 0):
-    """Random-init (denoiser, TinyTextConditioner) for a card's `config` and `text` sections."""
-    from vdrt import models
-    from vdrt.text.tiny_encoder import TinyTextConditioner, TinyTextConfig, TinyTextEncoder
-    from vdrt.text.word_tokenizer import WordTokenizer
-
-    tok = WordTokenizer(text["vocab"], max_len=text["max_len"])
-    tcfg = TinyTextConfig(tok.vocab_size, text["max_len"], text["dim"], text["layers"], text["heads"])
-    cfg = models.config_from_dict(config)
-    if cfg.text_dim != tcfg.dim:
-        raise ConfigError(f"model text_dim {cfg.text_dim} != text encoder dim {tcfg.dim}")
-    torch.manual_seed(seed)
-    return models.build_model(cfg), TinyTextConditioner(tok, TinyTextEncoder(tcfg))
+def _star(args):
+    fn, a = args
+    return fn(*a)
 
 
-def load_card_models(card: dict, state: dict | None = None):
-    """(denoiser, TinyTextConditioner) of a card with its weights (fp32, CPU, eval)."""
-    from vdrt.checkpoint import check_state_dict
-    from vdrt.embedded import part
+def per_clip(fn, arg_rows: list[tuple], workers: int) -> dict[str, list]:
+    """fn(*args) for every clip, in `workers` forked processes (numpy only in them), as columns."""
+    if workers > 1 and len(arg_rows) >= 4 * workers:
+        import multiprocessing as mp
 
-    den, text = build_models(card["config"], card["text"])
-    state = card_state(card) if state is None else state
-    for module, prefix in ((den, "denoiser"), (text.encoder, "text")):
-        check_state_dict(module, part(state, prefix), f"card {card['name']!r} ({prefix})")
-        module.load_state_dict(part(state, prefix), strict=True)
-    return den.eval().requires_grad_(False), text
-
-
-# ---------------------------------------------------------------- batched generation from a card
+        with mp.get_context("fork").Pool(workers) as pool:
+            rows = pool.map(_star, [(fn, a) for a in arg_rows], chunksize=max(1, len(arg_rows) // (4 * workers)))
+    else:
+        rows = [fn(*a) for a in arg_rows]
+    return {k: [r.get(k) for r in rows] for k in rows[0]}
 
 
-@dataclasses.dataclass(frozen=True)
-class SampleSettings:
-    num_steps: int = 4
-    guidance: float = 1.0
-    sampler: str = "fewstep"
-    shift: float = 1.0
-    timesteps: tuple = ()  # fewstep only
+def summarise(per_clip: dict[str, dict[str, list]]) -> dict[str, float | None]:
+    """Pool per-clip values into one number each: means (None ignored); PSNR from the mean MSE."""
+    from vdrt.export.tiny.quality.metrics import psnr_of
 
-    @classmethod
-    def from_defaults(cls, d: dict, **overrides) -> SampleSettings:
-        base = cls(d.get("num_steps", 4), d.get("guidance", 1.0), d.get("sampler", "fewstep"), d.get("shift", 1.0),
-                   tuple(d.get("sampler_timesteps") or ()))
-        over = {k: v for k, v in overrides.items() if v is not None}
-        if "num_steps" in over and "timesteps" not in over and len(base.timesteps) != over["num_steps"]:
-            over["timesteps"] = ()  # the distilled timesteps only fit their own step count
-        return dataclasses.replace(base, **over)
-
-    def sampler_obj(self, seed: int):
-        from vdrt import samplers
-
-        if self.sampler == "fewstep":
-            return samplers.get("fewstep", generator=seed, timesteps=self.timesteps or None)
-        return samplers.get(self.sampler, generator=seed, shift=self.shift)
-
-    def describe(self) -> str:
-        g = f" g{self.guidance:g}" if self.guidance != 1.0 else ""
-        return f"{self.sampler}-{self.num_steps}{g}" + (f" shift{self.shift:g}" if self.sampler != "fewstep" else "")
+    out = {}
+    for task, cols in per_clip.items():
+        for k, vals in cols.items():
+            vals = [float(v) for v in vals if v is not None]
+            out[f"{task}.{k}"] = float(np.mean(vals)) if vals else None
+        if "mse" in cols:
+            out[f"{task}.psnr"] = psnr_of(out[f"{task}.mse"])
+    return out
 
 
-def native_cond(known: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """vdrt's native conditioning: (B, C, F, H, W), (B, 1, F, H, W) -> (B, C+1, F, H, W) = [known*keep, keep]."""
-    return torch.cat([known * keep, keep], dim=1)
+# ---------------------------------------------------------------- evaluation
 
 
-CUDA_GRID_Y = 65535  # SDPA's flash / mem-efficient kernels put the batch on a grid axis of this size
-
-
-def call_denoiser(den, x, t, ctx, cond, limit: int | None = None) -> torch.Tensor:
-    """den(x, t, ctx, cond=cond) in even batch chunks small enough for temporal attention on CUDA.
-
-    Temporal attention runs SDPA over B*S sequences (S patches a frame); its CUDA kernels fail
-    with "invalid configuration argument" from B*S = 65536 on (pytorch#146704), e.g. 256 clips
-    of 64x64 at patch 4 (a CFG call of 128 clips).
-    """
-    if limit is None and x.device.type == "cuda":
-        p = den.config.patch_size[-1]
-        limit = max(1, CUDA_GRID_Y // ((x.shape[-2] // p) * (x.shape[-1] // p)))
-    if limit is None or x.shape[0] <= limit:
-        return den(x, t, ctx, cond=cond)
-    n = -(-x.shape[0] // limit)
-    size = -(-x.shape[0] // n)
-    return torch.cat([den(x[i: i + size], t[i: i + size], ctx[i: i + size], cond=cond[i: i + size])
-                      for i in range(0, x.shape[0], size)])
-
-
-def mode_keep(mode: str, b: int, f: int, h: int, w: int, known_frames: int | None = None) -> torch.Tensor:
-    """The keep mask (B, 1, F, H, W) of a frame-conditioned mode (1 = known)."""
-    keep = torch.zeros(b, 1, f, h, w)
-    if mode == "i2v":
-        keep[:, :, 0] = 1
-    elif mode == "extend":
-        k = known_frames or KNOWN_FRAMES
-        if not 1 <= k < f:
-            raise ConfigError(f"extend: known_frames={k} must be in 1..{f - 1}")
-        keep[:, :, :k] = 1
-    elif mode == "interpolate":
-        keep[:, :, 0], keep[:, :, -1] = 1, 1
-    elif mode != "t2v":
-        raise ConfigError(f"mode {mode!r} is not supported here; use one of {GEN_MODES}")
-    return keep
-
-
-class CardGenerator:
-    """Batched generation with a tiny-model card: `(prompts, mode, video=None, known_frames=None, seed=0)`.
-
-    On CUDA the denoiser runs under bf16 autocast (as trained) and the torch op implementations
-    are forced (so a kernel under development cannot skew quality numbers); fp32 on the CPU.
-    """
-
-    def __init__(self, denoiser, text, settings: SampleSettings, device=None, batch_size: int = 64,
-                 name: str = "", autocast: bool | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.denoiser, self.text = denoiser.to(self.device).eval(), text
-        text.encoder.to(self.device).eval()
-        self.settings, self.batch_size, self.name = settings, int(batch_size), name
-        self.autocast = self.device.type == "cuda" if autocast is None else autocast
-
-    @classmethod
-    def from_card(cls, card_path, device=None, random_init: bool = False, batch_size: int = 64,
-                  **settings) -> CardGenerator:
-        """Load a card (or only its architecture, `random_init=True`); `settings` override its defaults
-        (num_steps, guidance, sampler, shift, timesteps)."""
-        card = read_card(card_path)
-        den, text = build_models(card["config"], card["text"]) if random_init else load_card_models(card)
-        name = card["name"] + (" (random init)" if random_init else "")
-        return cls(den, text, SampleSettings.from_defaults(card["defaults"], **settings), device=device,
-                   batch_size=batch_size, name=name)
-
-    def __call__(self, prompts, mode: str, video=None, known_frames=None, seed: int = 0) -> np.ndarray:
-        from vdrt.export.tiny.data.procedural import to_uint8
-
-        outs = []
-        for start in range(0, len(prompts), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            vid = None if video is None else np.asarray(video)[chunk]
-            x = self.sample(list(prompts[chunk]), mode, vid, known_frames, seed + start)
-            outs.append(to_uint8(x.float().clamp(-1, 1).cpu()))
-        return np.concatenate(outs)
-
-    def _cond(self, mode: str, video, known_frames, b: int) -> torch.Tensor:
-        from vdrt.export.tiny.data.procedural import to_float
-
-        f, h, w, _ = CLIP_SHAPE
-        keep = mode_keep(mode, b, f, h, w, known_frames)
-        if mode == "t2v":
-            return native_cond(torch.zeros(b, 3, f, h, w), keep)
-        if video is None:
-            raise ConfigError(f"mode {mode} needs video= (uint8 (B, T, H, W, 3))")
-        return native_cond(torch.from_numpy(to_float(video)), keep)
-
-    @torch.no_grad()
-    def sample(self, prompts: list[str], mode: str, video=None, known_frames=None, seed: int = 0) -> torch.Tensor:
-        """Latents (B, 3, F, H, W) in about [-1, 1] for one batch of prompts."""
-        from vdrt import ops
-
-        s, dev, b = self.settings, self.device, len(prompts)
-        cond = self._cond(mode, video, known_frames, b).to(dev)
-        ctx = self.text(prompts)
-        cfg = s.guidance != 1.0
-        if cfg:
-            ctx, cond = torch.cat([ctx, torch.zeros_like(ctx)]), torch.cat([cond, cond])
-        sampler = s.sampler_obj(seed)
-        ts = sampler.timesteps(s.num_steps)
-        x = torch.randn(b, 3, *CLIP_SHAPE[:3], generator=torch.Generator().manual_seed(seed)).to(dev)
-        with ops.use(**dict.fromkeys(ops.OPS, "torch")), self._autocast():
-            for i in range(len(ts)):
-                v = self._velocity(x, float(ts[i]), ctx, cond, cfg)
-                x = sampler.step(x, v, i)
-        if not torch.isfinite(x).all():
-            raise ConfigError(f"{self.name}: NaN/Inf in the samples ({s.describe()}); the weights are broken")
-        return x
-
-    def _velocity(self, x, t: float, ctx, cond, cfg: bool) -> torch.Tensor:
-        from vdrt.samplers.guidance import cfg_combine
-
-        xin = torch.cat([x, x]) if cfg else x
-        tt = torch.full((xin.shape[0],), t, device=x.device)
-        out = call_denoiser(self.denoiser, xin, tt, ctx, cond).float()
-        return cfg_combine(out, self.settings.guidance) if cfg else out
-
-    def _autocast(self):
-        import contextlib
-
-        if not self.autocast:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
-
-# ---------------------------------------------------------------- other generators
-
-
-def pipeline_generator(pipe, **call_kwargs):
-    """A generate_fn over a `vdrt.Pipeline`, one clip per call (seed + clip index per clip)."""
-
-    def generate(prompts, mode, video=None, known_frames=None, seed: int = 0):
-        out = []
-        for i, p in enumerate(prompts):
-            media = {} if video is None else {"video": np.asarray(video)[i], "known_frames": known_frames}
-            out.append(pipe(p, mode=mode, seed=seed + i, progress=False, **media, **call_kwargs).frames)
-        return np.stack(out)
-
-    return generate
-
-
-def reference_generator(n_clips: int):
-    """The truth: forecasts are the given videos, t2v clips are the test clips of the same index."""
+def held_out(n_clips: int, geometry: Geometry):
     from vdrt.export.tiny.data.procedural import batch
 
-    truth, _ = batch("test", 0, n_clips)
-
-    def generate(prompts, mode, video=None, known_frames=None):
-        return np.array(video) if video is not None else truth[: len(prompts)].copy()
-
-    return generate
+    if n_clips < 1:
+        raise ConfigError(f"n_clips must be >= 1, got {n_clips}")
+    return batch("test", 0, n_clips, geometry)
 
 
-def repeat_last_generator(prompts, mode, video=None, known_frames=None):
-    """Baseline: forecasts repeat the last known frame; t2v gives a blank grey clip."""
-    if video is None:
-        return np.full((len(prompts), *CLIP_SHAPE), 128, np.uint8)
-    k = known_frames or KNOWN_FRAMES
-    out = np.array(video)
-    out[:, k:] = out[:, k - 1 : k]
+def default_workers() -> int:
+    import os
+
+    return min(8, os.cpu_count() or 1)
+
+
+def evaluate(generate_fn, n_clips: int = 64, seed: int = 0, geometry: Geometry = Geometry(),
+             known: int = KNOWN_FRAMES, tasks=TASKS, name: str = "", workers: int | None = None) -> dict:
+    """Score `generate_fn` on test clips 0..n_clips-1 (see the module doc). Returns {name, clips, geometry,
+    seed, known, summary, per_clip: {task: {metric: [per clip]}}, outputs: {task: uint8 clips}, seconds}."""
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not 1 <= known < geometry.frames:
+        raise ConfigError(f"tasks {bad} unknown (use {TASKS}) or known={known} outside 1..{geometry.frames - 1}")
+    truth, captions = held_out(n_clips, geometry)
+    scores, outputs, seconds = {}, {}, {}
+    for task in tasks:
+        t0 = time.perf_counter()
+        if task == "t2v":
+            outputs[task] = _call(generate_fn, captions, "t2v", geometry, seed)
+        else:
+            kw = {"known_frames": known} if task == "extend" else {}
+            outputs[task] = _call(generate_fn, captions, task, geometry, seed, video=truth, **kw)
+        seconds[task] = time.perf_counter() - t0
+        scores[task] = _score(task, outputs[task], truth, captions, known,
+                                default_workers() if workers is None else workers)
+    return {"name": name or getattr(generate_fn, "name", "") or type(generate_fn).__name__, "clips": n_clips,
+            "geometry": list(geometry.shape), "seed": seed, "known": known, "summary": summarise(scores),
+            "per_clip": scores, "outputs": outputs,
+            "ms_per_clip": {t: 1000 * s / n_clips for t, s in seconds.items()}}
+
+
+def _score(task: str, out: np.ndarray, truth: np.ndarray, captions, known: int, workers: int) -> dict[str, list]:
+    if task == "t2v":
+        return per_clip(t2v_row, list(zip(out, captions)), workers)
+    frames = list(range(known, truth.shape[1])) if task == "extend" else list(range(1, truth.shape[1] - 1))
+    return per_clip(frame_row, [(p, t, frames) for p, t in zip(out, truth)], workers)
+
+
+def baselines(n_clips: int, geometry: Geometry = Geometry(), known: int = KNOWN_FRAMES) -> list[dict]:
+    """The trivial generators' results on the same clips: truth, then each task's baselines."""
+    from vdrt.export.tiny.quality.baselines import Baseline
+
+    out = [evaluate(Baseline("truth", n_clips, geometry), n_clips, 0, geometry, known, name="truth")]
+    for kind in EXTEND_BASELINES:
+        out.append(evaluate(Baseline(kind, n_clips, geometry), n_clips, 0, geometry, known, ("extend",), kind))
+    for kind in INTERPOLATE_BASELINES:
+        out.append(evaluate(Baseline(kind, n_clips, geometry), n_clips, 0, geometry, known, ("interpolate",),
+                            f"{kind} (interpolate)"))
     return out
+
+
+# ---------------------------------------------------------------- printing and JSON
+
+TABLE = (("t2v.adherent", "adherent", "{:.3f}"), ("t2v.colour", "colour", "{:.3f}"), ("t2v.shape", "shape", "{:.3f}"),
+         ("t2v.size", "size", "{:.3f}"), ("t2v.motion", "motion", "{:.3f}"), ("t2v.count_ok", "count", "{:.3f}"),
+         ("t2v.coherent", "coherent", "{:.3f}"), ("t2v.jumps", "jumps", "{:.2f}"),
+         ("extend.psnr", "ext PSNR", "{:.2f}"), ("extend.ssim", "ext SSIM", "{:.3f}"),
+         ("extend.centroid_error", "ext px", "{:.2f}"), ("extend.iou", "ext IoU", "{:.3f}"),
+         ("interpolate.psnr", "int PSNR", "{:.2f}"), ("interpolate.centroid_error", "int px", "{:.2f}"))
+
+
+def table(results: list[dict]) -> str:
+    """A markdown table: one row per result, the headline metrics as columns ('-' where not run)."""
+    head = "| generator | " + " | ".join(h for _, h, _ in TABLE) + " |"
+    lines = [head, "|" + " --- |" * (len(TABLE) + 1)]
+    for r in results:
+        cells = [fmt.format(r["summary"][k]) if r["summary"].get(k) is not None else "-" for k, _, fmt in TABLE]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def row(result: dict) -> dict:
+    """A JSON-safe row of a result (no clips; inf as the string 'inf')."""
+    def safe(v):
+        return "inf" if isinstance(v, float) and np.isinf(v) else v
+
+    keep = {k: v for k, v in result.items() if k not in ("outputs", "per_clip")}
+    keep["summary"] = {k: safe(v) for k, v in result["summary"].items()}
+    return keep
