@@ -1,133 +1,160 @@
-"""Quality of the tiny models against ground truth: the oracle (vdrt.quality.oracle) as a benchmark.
+"""Quality of the tiny models against ground truth: the oracle (vdrt.export.tiny.quality) as a benchmark.
 
-    python benchmarks/quality.py --weights-dir runs/tiny --model vdrt-tiny-teacher --steps 50 --guidance 4 \
-        --model vdrt-tiny --random --baselines --clips 256 --out benchmarks/results/h100/quality.json
+    python benchmarks/quality.py --weights-dir runs/x --model vdrt-tiny-wan-teacher --model vdrt-tiny-wan \
+        --clips 256 --baselines --compare --int4 --out q.json --sheet sheet.png
 
 Every --model (repeatable) is a card `<name>.json` in --weights-dir (default: the embedded weight
-folders), sampled in batches of --batch clips per denoiser call on the GPU when there is one;
---steps / --guidance / --shift / --sampler override the card's defaults for every model given.
---random adds the architecture of the first model (or the default vdrt-tiny config) with random
-weights; --baselines adds the truth (metric ceilings) and "repeat the last known frame".
---via-pipeline generates through `vdrt.Pipeline.from_pretrained(name)` (one clip per call;
-needs vdrt.embedded_pipeline) instead of the batched card generator.
-
-Rows: bench "quality", case "test[0:N]", impl, the oracle's metrics, ms_per_clip (generation
-time per clip, both tasks), device, commit, date, torch; written to --out and printed.
+folders), sampled in batches of --batch clips on the GPU when there is one; --steps / --guidance /
+--shift / --sampler override the cards' defaults. Scored on --clips test clips at --frames x --height
+x --width (each task: t2v, extend, interpolate; `--tasks` to choose).
+--baselines adds the truth and the trivial generators; --compare reports every model against the
+first (paired bootstrap CIs, fidelity); --int4 adds the first model with int4 weights, compared to it;
+--window F adds the first model with temporal attention restricted to F frames (factorized models)
+/ --window-tokens N with 3D attention restricted to N tokens (wan models), compared to it;
+--sheet writes a contact sheet (PNG) of every model's default clip ("a red circle bouncing", seed 0).
+Rows: bench "quality", case "test[0:N] TxHxW", impl, the summary metrics, ms per clip, device,
+commit, date, torch; plus "quality-compare" rows; written to --out (JSON) and printed as tables.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 from pathlib import Path
 
+import numpy as np
 import torch
-from common import meta, write_rows
+from common import meta
 
 log = logging.getLogger("quality")
+DEFAULT_PROMPT = "a red circle bouncing"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", default=[], help="card name (repeatable)")
     p.add_argument("--weights-dir", default=None, help="folder with the cards (default: embedded weight folders)")
-    p.add_argument("--random", action="store_true", help="add a random-init model of the same architecture")
-    p.add_argument("--baselines", action="store_true", help="add the truth and repeat-last-frame rows")
+    p.add_argument("--baselines", action="store_true")
+    p.add_argument("--compare", action="store_true", help="every model against the first")
+    p.add_argument("--int4", action="store_true", help="add the first model with int4 weights")
+    p.add_argument("--window", type=int, default=None, help="add the first model with a frame window")
+    p.add_argument("--window-tokens", type=int, default=None, help="add the first model with a token window")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--shift", type=float, default=None)
     p.add_argument("--sampler", default=None)
     p.add_argument("--clips", type=int, default=256)
+    p.add_argument("--frames", type=int, default=17)
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--tasks", default="t2v,extend,interpolate")
     p.add_argument("--batch", type=int, default=64, help="clips per denoiser call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--via-pipeline", action="store_true")
+    p.add_argument("--sheet", default=None, help="PNG contact sheet of the default clip per model")
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
 
 def card_path(name: str, weights_dir) -> Path:
-    from vdrt.bench import find_card
+    from vdrt import embedded
     from vdrt.errors import ConfigError
 
-    path = find_card(name, weights_dir)
-    if path is None:
+    path = Path(weights_dir) / f"{name}.json" if weights_dir else embedded.card_path(name)
+    if path is None or not path.is_file():
         raise ConfigError(f"no card {name!r}; pass --weights-dir with the folder the training scripts wrote")
     return path
 
 
-def settings(args) -> dict:
-    return {"num_steps": args.steps, "guidance": args.guidance, "shift": args.shift, "sampler": args.sampler}
+def generator(name: str, args, **kw):
+    from vdrt.export.tiny.quality.generate import CardGenerator
+
+    settings = {"num_steps": args.steps, "guidance": args.guidance, "shift": args.shift, "sampler": args.sampler}
+    return CardGenerator.from_card(card_path(name, args.weights_dir), device=args.device, batch_size=args.batch,
+                                   **settings, **kw)
 
 
-def card_generator(name: str, args, random_init: bool = False):
-    from vdrt.quality.oracle import CardGenerator
-
-    return CardGenerator.from_card(card_path(name, args.weights_dir), device=args.device, random_init=random_init,
-                                   batch_size=args.batch, **settings(args))
-
-
-def random_generator(args):
-    """Random weights: the first model's architecture, else the default vdrt-tiny sections."""
-    from vdrt.export.tiny.common import sections
-
-    from vdrt.quality.oracle import CardGenerator, SampleSettings, build_models
-
-    if args.model:
-        return card_generator(args.model[0], args, random_init=True)
-    den, text = build_models(*sections())
-    s = SampleSettings.from_defaults({}, **settings(args))
-    return CardGenerator(den, text, s, device=args.device, batch_size=args.batch, name="random init")
-
-
-def pipeline_generator(name: str, args):
-    import vdrt
-    from vdrt.quality.oracle import pipeline_generator as wrap
-
-    if args.weights_dir:
-        os.environ["VDRT_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
-    pipe = vdrt.Pipeline.from_pretrained(name, device=args.device)
-    kw = {k: v for k, v in {"num_steps": args.steps, "guidance": args.guidance, "shift": args.shift,
-                            "sampler": args.sampler}.items() if v is not None}
-    return f"{name} (vdrt.Pipeline)", wrap(pipe, **kw)
-
-
-def generators(args) -> list[tuple[str, object]]:
-    from vdrt.quality import oracle
+def variants(args) -> list[tuple[str, object]]:
+    from vdrt.export.tiny.quality.damage import int4_weights, register_window_attention
 
     out = []
     for name in args.model:
-        if args.via_pipeline:
-            out.append(pipeline_generator(name, args))
-        else:
-            g = card_generator(name, args)
-            out.append((f"{g.name} {g.settings.describe()}", g))
-    if args.random:
-        g = random_generator(args)
+        g = generator(name, args)
         out.append((f"{g.name} {g.settings.describe()}", g))
-    if args.baselines:
-        out += [("truth", oracle.reference_generator(args.clips)), ("repeat last frame", oracle.repeat_last_generator)]
+    first = args.model[0] if args.model else None
+    if first and args.int4:
+        out.append((f"{first} int4 weights", generator(first, args, transform=int4_weights)))
+    if first and args.window is not None:
+        ops = register_window_attention(frames=args.window)
+        out.append((f"{first} temporal window {args.window}", generator(first, args, ops=ops)))
+    if first and args.window_tokens is not None:
+        ops = register_window_attention(tokens=args.window_tokens)
+        out.append((f"{first} token window {args.window_tokens}", generator(first, args, ops=ops)))
     return out
 
 
-def run(args) -> list[dict]:
-    from vdrt.quality.oracle import evaluate
+def run(args) -> tuple[list[dict], list[dict]]:
+    from vdrt.export.tiny.data.world import Geometry
+    from vdrt.export.tiny.quality import oracle
+    from vdrt.export.tiny.quality.compare import compare, report_table
 
-    rows = []
-    for impl, gen in generators(args):
-        log.info("quality: %s on %d test clips", impl, args.clips)
-        result = evaluate(gen, n_clips=args.clips, seed=args.seed)
-        rows.append({"bench": "quality", "case": f"test[0:{args.clips}]", "impl": impl, **result, **meta()})
-    return rows
+    geo = Geometry(args.frames, args.height, args.width)
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    models = []
+    for impl, gen in variants(args):
+        log.info("quality: %s on %d test clips %s", impl, args.clips, geo.shape)
+        models.append(oracle.evaluate(gen, args.clips, args.seed, geo, tasks=tasks, name=impl))
+    base = oracle.baselines(args.clips, geo) if args.baselines else []
+    print(oracle.table(models + base))
+    reports = []
+    for cand in models[1:] if (args.compare or len(models) > len(args.model)) else []:
+        reports.append(compare(models[0], cand))
+        print("\n" + report_table(reports[-1]))
+    return models + base, reports
+
+
+def rows(args, results, reports) -> list[dict]:
+    from vdrt.export.tiny.quality.oracle import row
+
+    case = f"test[0:{args.clips}] {args.frames}x{args.height}x{args.width}"
+    out = [{"bench": "quality", "case": case, "impl": r["name"], **row(r), **meta()} for r in results]
+    for rep in reports:
+        out.append({"bench": "quality-compare", "case": case, "impl": rep["candidate"], **_json_safe(rep), **meta()})
+    return out
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return "inf" if isinstance(x, float) and np.isinf(x) else x
+
+
+def contact_sheet(args, path: str) -> None:
+    """One row per model: the 17 frames of its default clip, seed 0, scaled x2."""
+    from PIL import Image
+
+    strips = []
+    for impl, gen in variants(args):
+        clip = gen([DEFAULT_PROMPT], "t2v", seed=0)[0]  # (T, H, W, 3)
+        strips.append(np.concatenate(list(clip), axis=1))
+    sheet = np.concatenate(strips, axis=0)
+    Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(path)
+    log.info("contact sheet: %s (rows: %s)", path, [i for i, _ in variants(args)])
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    if not (args.model or args.random or args.baselines):
+    if not (args.model or args.baselines):
         args.model = ["vdrt-tiny"]
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    write_rows(run(args), args.out)
+    results, reports = run(args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows(args, results, reports), indent=1))
+    if args.sheet:
+        contact_sheet(args, args.sheet)
     return 0
 
 

@@ -4,8 +4,8 @@ import logging
 import pytest
 import torch
 
-from vdrt.data.captions import VOCAB
-from vdrt.data.procedural import batch
+from vdrt.export.tiny.data.captions import VOCAB
+from vdrt.export.tiny.data.procedural import batch
 from vdrt.errors import ConfigError
 from vdrt.text.word_tokenizer import DEFAULT, PAD_ID, UNK_ID, WordTokenizer, default_tokenizer
 

@@ -1,6 +1,6 @@
 """A word-level tokenizer for the embedded `vdrt-tiny` model's closed vocabulary.
 
-    tok = default_tokenizer()          # or DEFAULT; built from vdrt.data.captions.VOCAB
+    tok = default_tokenizer()          # or DEFAULT; built from vdrt.text.vocab.VOCAB
     ids, mask = tok.encode(["a red circle bouncing"], max_len=16)   # (B, L) int64, (B, L) bool
 
 Ids: 0 is padding, 1 is an unknown word, the vocabulary starts at 2 in its given order. Text is
@@ -16,7 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from vdrt.data.captions import VOCAB, normalise
+from vdrt.text.vocab import VOCAB, normalise
 from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class WordTokenizer:
 
 
 def default_tokenizer() -> WordTokenizer:
-    """The tokenizer of the procedural captions (vdrt.data.captions.VOCAB)."""
+    """The tokenizer of the procedural captions (vdrt.text.vocab.VOCAB)."""
     return WordTokenizer(VOCAB)
 
 

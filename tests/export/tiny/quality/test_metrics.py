@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from vdrt.data import procedural as P
+from vdrt.export.tiny.data import procedural as P
 from vdrt.errors import MediaError
-from vdrt.quality import metrics as M
+from vdrt.export.tiny.quality import metrics as M
 
 
 def _ssim_reference(a: np.ndarray, b: np.ndarray) -> float:

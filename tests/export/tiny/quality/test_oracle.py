@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from vdrt.data.procedural import batch, to_float
+from vdrt.export.tiny.data.procedural import batch, to_float
 from vdrt.errors import MediaError
-from vdrt.quality import oracle
+from vdrt.export.tiny.quality import oracle
 
 TINY = ({"dim": 32, "num_heads": 2, "num_layers": 1}, {"dim": 32, "layers": 1, "heads": 2})
 KEYS = {"clips", "forecast_psnr", "forecast_ssim", "forecast_centroid_px", "t2v_accuracy", "t2v_clip_accuracy",

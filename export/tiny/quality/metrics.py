@@ -1,11 +1,11 @@
 """Frame metrics against ground truth: PSNR, SSIM, centroid error, temporal consistency, forecasting.
 
 Frames are uint8 (or float on the 0..255 scale) with the channel last: (H, W, C), (T, H, W, C)
-or (B, T, H, W, C); leading axes are flattened into a list of frames and scores are averaged
-over frames.
+or (B, T, H, W, C); leading axes are flattened into a list of frames.
 
-- `psnr`: per-frame 10 log10(255^2 / MSE), averaged over frames; a frame with MSE = 0 scores
-  PSNR_CAP_DB (100 dB) instead of inf, so averages stay finite.
+- `psnr`: 10 log10(255^2 / MSE) with the MSE pooled over all frames (not a mean of per-frame
+  PSNRs, which exact frames inflate); uncapped: identical inputs give inf. `mse` is the pooled
+  error itself, which averages (and bootstraps) over clips without bias.
 - `ssim`: Wang et al. 2004 with an 11x11 gaussian window (sigma 1.5, truncated at 3.5 sigma),
   K1 = 0.01, K2 = 0.03, L = 255, population (not sample) statistics, on the valid region only
   (no padding); computed per channel and frame and averaged. This matches
@@ -19,9 +19,8 @@ import math
 import numpy as np
 
 from vdrt.errors import MediaError
-from vdrt.quality.detector import centroid_track, colour_masks, detect
+from vdrt.export.tiny.quality.detector import centroid_track, colour_masks, detect
 
-PSNR_CAP_DB = 100.0
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): an 11-tap window
 SSIM_K1, SSIM_K2, DATA_RANGE = 0.01, 0.03, 255.0
@@ -35,13 +34,20 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     return a.reshape(-1, *a.shape[-3:]), b.reshape(-1, *b.shape[-3:])
 
 
-def psnr(a, b) -> float:
-    """Mean per-frame PSNR in dB on the 0..255 scale; identical frames give PSNR_CAP_DB."""
+def mse(a, b) -> float:
+    """Mean squared error over all pixels of all frames, on the 0..255 scale."""
     a, b = _pair(a, b)
-    mse = ((a - b) ** 2).mean(axis=(1, 2, 3))  # (N,)
-    with np.errstate(divide="ignore"):
-        per_frame = 10.0 * np.log10(DATA_RANGE**2 / mse)
-    return float(np.minimum(per_frame, PSNR_CAP_DB).mean())
+    return float(((a - b) ** 2).mean())
+
+
+def psnr_of(mse_value: float) -> float:
+    """PSNR in dB of a (pooled) MSE; inf for 0."""
+    return math.inf if mse_value == 0 else 10.0 * math.log10(DATA_RANGE**2 / mse_value)
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB with the MSE pooled over all frames; inf for identical frames."""
+    return psnr_of(mse(a, b))
 
 
 def _gaussian() -> np.ndarray:
@@ -126,16 +132,49 @@ def temporal_consistency(frames) -> dict:
     return {"area_cv": mean("area_cv"), "colour_std": mean("colour_std"), "objects": objects}
 
 
-def forecast_metrics(pred, truth, known: int = 4) -> dict:
-    """Score a forecast: frames known.. (index 4..16 by default) of pred against the truth.
+def truth_masks(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact per-colour masks (T, H, W) of a rendered (true) clip: palette colours are flat and distinct."""
+    from vdrt.export.tiny.data.world import COLOURS
 
-    Returns {psnr, ssim, centroid_error (mean over the objects detected in the true
-    continuation; None when there is none), frames (how many were scored)}.
+    out = {}
+    for name, rgb in COLOURS.items():
+        m = (frames == np.asarray(rgb, np.uint8)).all(-1)
+        if m.any():
+            out[name] = m
+    return out
+
+
+def object_scores(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Centroid error (px) and mask IoU of every true object on every frame it is visible, averaged.
+
+    The truth's objects are its palette colours (exact masks); the prediction's are the detector's
+    colour masks. A frame where the prediction lacks the object scores the frame diagonal and IoU 0.
+    """
+    true_masks, pred_masks = truth_masks(truth), colour_masks(pred)
+    diag = math.hypot(*truth.shape[1:3])
+    dists, ious = [], []
+    for colour, tm in true_masks.items():
+        pm = pred_masks.get(colour, np.zeros_like(tm))
+        seen = tm.sum(axis=(1, 2)) > 0
+        tt, tp = centroid_track(tm), centroid_track(pm)
+        d = np.linalg.norm(tp - tt, axis=1)
+        d = np.where(np.isnan(d), np.where(np.isnan(tt[:, 0]), np.nan, diag), d)
+        dists += [x for x in d[seen] if not np.isnan(x)]
+        inter, union = (pm & tm).sum(axis=(1, 2)), (pm | tm).sum(axis=(1, 2))
+        ious += list((inter / np.maximum(union, 1))[seen])
+    return {"centroid_error": float(np.mean(dists)) if dists else None,
+            "iou": float(np.mean(ious)) if ious else None}
+
+
+def forecast_metrics(pred, truth, frames) -> dict:
+    """Score generated frames `frames` (indices) of pred against the truth.
+
+    Returns {mse (pooled), psnr (of that mse, uncapped), ssim, centroid_error and iou of the true
+    objects (None when none is visible), frames (how many were scored)}.
     """
     pred, truth = _clip(pred), _clip(truth)
-    if pred.shape != truth.shape or not 0 <= known < truth.shape[0]:
-        raise MediaError(f"need matching clips longer than known={known}; got {pred.shape}, {truth.shape}")
-    p, t = pred[known:], truth[known:]
-    errs = [centroid_error(p, t, d.colour) for d in detect(t)]
-    return {"psnr": psnr(p, t), "ssim": ssim(p, t),
-            "centroid_error": float(np.mean(errs)) if errs else None, "frames": len(t)}
+    if pred.shape != truth.shape:
+        raise MediaError(f"need matching clips; got {pred.shape}, {truth.shape}")
+    p, t = pred[frames], truth[frames]
+    err = mse(p, t)
+    return {"mse": err, "psnr": psnr_of(err), "ssim": ssim(p, t), **object_scores(p, t), "frames": len(t)}

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from vdrt.data import procedural as P
+from vdrt.export.tiny.data import procedural as P
 from vdrt.errors import MediaError
-from vdrt.quality import detector as D
+from vdrt.export.tiny.quality import detector as D
 
 N_CLIPS = 320
 

@@ -1,10 +1,11 @@
-"""Caption grammar: examples, round trip against the spec, vocabulary, length bound."""
-import numpy as np
+"""Caption grammar: examples, batched ids against the spec, round trip, vocabulary, length bound."""
 import pytest
+import torch
 
-from vdrt.data import captions as C
-from vdrt.data import procedural as P
 from vdrt.errors import ConfigError
+from vdrt.export.tiny.data import captions as C
+from vdrt.export.tiny.data import procedural as P
+from vdrt.text.word_tokenizer import WordTokenizer
 
 
 def _obj(shape, colour, size, motion):
@@ -25,9 +26,12 @@ def test_examples_parse():
     assert C.parse_background("a blue square moving left") is None
 
 
-def test_caption_follows_the_grammar():
+def test_caption_ids_follow_the_grammar():
     objs = (_obj("circle", "red", "small", "moving left"), _obj("square", "blue", "large", "moving up"))
-    texts = {C.caption(P.ClipSpec(objs, "navy"), np.random.default_rng(s)) for s in range(300)}
+    scenes = P.scenes_from_specs([P.ClipSpec(objs, "navy")] * 300)
+    ids = C.caption_ids(scenes, torch.Generator().manual_seed(0))
+    assert ids.shape == (300, C.MAX_WORDS) and ids.dtype == torch.long
+    texts = set(C.decode(ids))
     assert "a red circle moving left and a blue square moving up" in texts
     assert "a small red circle moving left and a large blue square moving up" in texts
     assert "a small red circle moving left and a blue square moving up on a navy background" in texts  # 16
@@ -35,10 +39,16 @@ def test_caption_follows_the_grammar():
     assert all(len(t.split()) <= C.MAX_WORDS for t in texts)
 
 
+def test_caption_ids_are_the_tokenizers_ids():
+    scenes, ids = P.split_scenes("train", 0, 64)
+    tok_ids, mask = WordTokenizer(C.VOCAB).encode(C.decode(ids), max_len=C.MAX_WORDS)
+    assert torch.equal(tok_ids, ids) and torch.equal(mask, ids > 0)
+
+
 def test_round_trip_on_500_clips():
     sizes_named = backgrounds_named = 0
-    for i in range(500):
-        _, text, spec = P.dataset("train", i)
+    scenes, ids = P.split_scenes("train", 0, 500)
+    for spec, text in zip(P.specs_from_scenes(scenes), C.decode(ids)):
         parsed = C.parse_caption(text)
         truth = C.spec_objects(spec)
         assert len(parsed) == len(truth), text
@@ -50,7 +60,7 @@ def test_round_trip_on_500_clips():
         assert bg in (None, spec.background), text
         backgrounds_named += bg is not None
         assert len(text.split()) <= C.MAX_WORDS and set(text.split()) <= set(C.VOCAB)
-    assert 0.35 < sizes_named / 650 < 0.65  # ~650 objects, half name their size
+    assert 0.35 < sizes_named / 700 < 0.65  # ~700 objects (40% of clips have two), half name their size
     assert 100 < backgrounds_named < 200
 
 

@@ -7,49 +7,64 @@
 e.g. "a small red circle bouncing", "a blue square moving left and a yellow triangle falling".
 Each size word is present with probability 1/2, the background phrase with probability 0.3 but
 only where the caption stays within MAX_WORDS (16) words, the word tokenizer's default length.
-The draws come from the caller's rng, so captions are deterministic by seed.
+
+`caption_ids(scenes, gen)` writes the captions of a batch of scenes directly as the word
+tokenizer's ids (pad 0, word i of VOCAB is i + 2), on the scenes' device with no per-clip Python
+(the training data path); `decode` turns ids back into text, so a caption string and its ids
+always agree.
 """
 from __future__ import annotations
 
-import re
+import torch
 
-import numpy as np
-
-from vdrt.data.procedural import BACKGROUNDS, COLOURS, SHAPES, SIZES, ClipSpec, ObjectSpec
 from vdrt.errors import ConfigError
+from vdrt.export.tiny.data.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES, Scenes
+from vdrt.text.vocab import DIRECTION_WORDS as DIRECTIONS
+from vdrt.text.vocab import VOCAB, normalise
 
 MAX_WORDS = 16
 SIZE_PROB = 0.5
 BACKGROUND_PROB = 0.3
-FUNCTION_WORDS = ("a", "and", "on", "background")
-DIRECTIONS = ("left", "right", "up", "down")
+CLAUSE_SLOTS = 6  # a, size, colour, shape, motion word, direction
+_ID = {w: i + 2 for i, w in enumerate(VOCAB)}
 
 
-def _vocab() -> tuple[str, ...]:
-    words = [*FUNCTION_WORDS, *SIZES, *COLOURS, *SHAPES, "bouncing", "falling", "moving", *DIRECTIONS]
-    words += list(BACKGROUNDS)
-    return tuple(dict.fromkeys(words))  # ordered, no duplicates
+def _table(words, device) -> torch.Tensor:
+    return torch.tensor([_ID[w] for w in words], dtype=torch.long, device=device)
 
 
-VOCAB: tuple[str, ...] = _vocab()
+def _clause_ids(s: Scenes, k: int, with_size: torch.Tensor) -> torch.Tensor:
+    """(N, 6) ids of slot k's clause, 0 where a word is left out."""
+    dev = s.device
+    first = _table([m.split()[0] for m in MOTIONS], dev)[s.motion[:, k]]
+    direction = torch.tensor([_ID[m.split()[1]] if " " in m else 0 for m in MOTIONS], device=dev)[s.motion[:, k]]
+    size = torch.where(with_size, _table(SIZES, dev)[s.size[:, k]], 0)
+    cols = [torch.full_like(first, _ID["a"]), size, _table(COLOURS, dev)[s.colour[:, k]],
+            _table(SHAPES, dev)[s.shape[:, k]], first, direction]
+    return torch.stack(cols, 1) * s.present[:, k, None]
 
 
-def _clause(obj: ObjectSpec, with_size: bool) -> str:
-    words = ["a", obj.size] if with_size else ["a"]
-    return " ".join([*words, obj.colour, obj.shape, obj.motion])
+def caption_ids(scenes: Scenes, gen: torch.Generator, max_len: int = MAX_WORDS) -> torch.Tensor:
+    """(N, max_len) long token ids of random captions of `scenes` (3 uniforms a scene from `gen`)."""
+    s, dev = scenes, scenes.device
+    u = torch.rand(len(s), 3, generator=gen, device=dev)
+    c0, c1 = _clause_ids(s, 0, u[:, 0] < SIZE_PROB), _clause_ids(s, 1, u[:, 1] < SIZE_PROB)
+    conj = torch.where(s.present[:, 1], _ID["and"], 0)[:, None]
+    body = torch.cat([c0, conj, c1], 1)  # (N, 13)
+    bg = torch.stack([torch.full_like(s.background, _ID["on"]), torch.full_like(s.background, _ID["a"]),
+                      _table(BACKGROUNDS, dev)[s.background], torch.full_like(s.background, _ID["background"])], 1)
+    fits = (body > 0).sum(1) + 4 <= max_len
+    bg = bg * ((u[:, 2] < BACKGROUND_PROB) & fits)[:, None]
+    slots = torch.cat([body, bg], 1)  # (N, 17)
+    order = torch.sort((slots == 0).to(torch.uint8), dim=1, stable=True).indices
+    out = torch.gather(slots, 1, order)[:, :max_len]
+    return torch.nn.functional.pad(out, (0, max(0, max_len - out.shape[1])))
 
 
-def caption(spec: ClipSpec, rng: np.random.Generator) -> str:
-    """A caption for `spec`, drawing the optional words from `rng`."""
-    text = " and ".join(_clause(o, rng.random() < SIZE_PROB) for o in spec.objects)
-    if rng.random() < BACKGROUND_PROB and len(text.split()) + 4 <= MAX_WORDS:
-        text += f" on a {spec.background} background"
-    return text
-
-
-def normalise(text: str) -> list[str]:
-    """Lower-case, turn punctuation into spaces, split into words."""
-    return re.sub(r"[^\w\s]|_", " ", text.lower()).split()
+def decode(ids) -> list[str]:
+    """(N, L) token ids -> caption strings (padding dropped)."""
+    words = {i: w for w, i in _ID.items()}
+    return [" ".join(words[i] for i in row if i) for row in ids.tolist()]
 
 
 def _first(words: list[str], options) -> str | None:
@@ -108,7 +123,7 @@ def parse_background(text: str) -> str | None:
     return _split_background(normalise(text))[1]
 
 
-def spec_objects(spec: ClipSpec) -> list[dict]:
-    """The spec's objects as parse_caption would give them (size always filled in)."""
+def spec_objects(spec) -> list[dict]:
+    """A ClipSpec's objects as parse_caption would give them (size always filled in)."""
     return [{"shape": o.shape, "colour": o.colour, "size": o.size, "motion": o.motion} for o in spec.objects]
 

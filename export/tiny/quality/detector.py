@@ -4,7 +4,7 @@ No learning. For a clip (T, H, W, 3) uint8:
 
 1. Background: the per-channel median of the border pixels of all frames.
 2. Segmentation: each pixel takes the nearest object colour of the palette
-   (`vdrt.data.procedural.COLOURS`) if it lies within MAX_COLOUR_DIST of it and nearer to it than
+   (`vdrt.export.tiny.data.procedural.COLOURS`) if it lies within MAX_COLOUR_DIST of it and nearer to it than
    to the background; then an opening by a 2x2 square removes specks and 1-px lines. The
    generator never gives two objects one colour, so one colour mask is one object.
 3. Per frame: area and image moments of the mask. A colour is an object when its area is at
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vdrt.data.captions import parse_caption
-from vdrt.data.procedural import COLOURS
 from vdrt.errors import MediaError
+from vdrt.export.tiny.data.captions import parse_caption
+from vdrt.export.tiny.data.world import COLOURS
 
 MAX_COLOUR_DIST = 100.0
 MIN_AREA = 20
@@ -157,14 +157,20 @@ def _centroids(m: np.ndarray, area: np.ndarray) -> np.ndarray:
 
 
 def centroid_track(m: np.ndarray) -> np.ndarray:
-    """Per-frame centroids (x, y) of masks m (T, H, W): float64 (T, 2), NaN below MIN_AREA."""
+    """Per-frame centroids (x, y) of masks m (T, H, W): float64 (T, 2), NaN below MIN_AREA (scaled)."""
     area = m.sum(axis=(1, 2))
-    return np.where((area >= MIN_AREA)[:, None], _centroids(m, area), np.nan)
+    s = min(m.shape[1:]) / 64.0
+    return np.where((area >= MIN_AREA * s * s)[:, None], _centroids(m, area), np.nan)
 
 
-def _clean_frames(area: np.ndarray) -> np.ndarray:
+def scale_of(frames: np.ndarray) -> float:
+    """Pixels per world unit of a clip (T, H, W, 3): the short side over 64; thresholds in px scale with it."""
+    return min(frames.shape[1:3]) / 64.0
+
+
+def _clean_frames(area: np.ndarray, s: float = 1.0) -> np.ndarray:
     """Frames where the object shows at least 70% of its median area (not occluded)."""
-    present = area >= MIN_AREA
+    present = area >= MIN_AREA * s * s
     clean = present & (area >= CLEAN_AREA_FRACTION * np.median(area[present]))
     return clean if clean.sum() >= present.sum() / 2 else present
 
@@ -180,37 +186,37 @@ def equivalent_extent(area: float, shape: str) -> float:
     return float(np.sqrt(area / SHAPE_FILL[shape]))
 
 
-def classify_size(extent: float) -> str:
-    return "small" if extent < SMALL_EXTENT else "large"
+def classify_size(extent: float, s: float = 1.0) -> str:
+    return "small" if extent < SMALL_EXTENT * s else "large"
 
 
 # ---------------------------------------------------------------- motion
 
 
-def _turns(v: np.ndarray) -> bool:
-    return float(v.max() - v.min() - abs(v[-1] - v[0])) >= TURN_PX
+def _turns(v: np.ndarray, s: float = 1.0) -> bool:
+    return float(v.max() - v.min() - abs(v[-1] - v[0])) >= TURN_PX * s
 
 
-def _is_falling(t: np.ndarray, y: np.ndarray) -> bool:
-    k = int(np.argmax(y >= y.max() - 1.5))
-    if k + 1 < 5 or y[k] - y[0] < MOVE_PX:
+def _is_falling(t: np.ndarray, y: np.ndarray, s: float = 1.0) -> bool:
+    k = int(np.argmax(y >= y.max() - 1.5 * s))
+    if k + 1 < 5 or y[k] - y[0] < MOVE_PX * s:
         return False
     c = np.polyfit(t[: k + 1], y[: k + 1], 2)[0]
-    return bool(c >= FALL_CURVATURE)
+    return bool(c >= FALL_CURVATURE * s)
 
 
-def classify_motion(t: np.ndarray, x: np.ndarray, y: np.ndarray) -> str:
-    """Motion word of a centroid track (frame indices t, positions x, y); see the module doc."""
-    moves_x, moves_y = np.ptp(x) >= MOVE_PX, np.ptp(y) >= MOVE_PX
+def classify_motion(t: np.ndarray, x: np.ndarray, y: np.ndarray, s: float = 1.0) -> str:
+    """Motion word of a centroid track (frame indices t, positions x, y; s px per unit); see the module doc."""
+    moves_x, moves_y = np.ptp(x) >= MOVE_PX * s, np.ptp(y) >= MOVE_PX * s
     if not (moves_x or moves_y):
         return "still"
     if moves_x and moves_y:
-        return "bouncing" if (_turns(x) or _turns(y)) else "diagonal"
+        return "bouncing" if (_turns(x, s) or _turns(y, s)) else "diagonal"
     if moves_x:
-        return "bouncing" if _turns(x) else ("moving right" if x[-1] > x[0] else "moving left")
-    if _is_falling(t, y):
+        return "bouncing" if _turns(x, s) else ("moving right" if x[-1] > x[0] else "moving left")
+    if _is_falling(t, y, s):
         return "falling"
-    if _turns(y):
+    if _turns(y, s):
         return "bouncing"
     return "moving down" if y[-1] > y[0] else "moving up"
 
@@ -218,36 +224,38 @@ def classify_motion(t: np.ndarray, x: np.ndarray, y: np.ndarray) -> str:
 # ---------------------------------------------------------------- detection
 
 
-def _detect_colour(m: np.ndarray, colour: str) -> Detection | None:
+def _detect_colour(m: np.ndarray, colour: str, s: float = 1.0) -> Detection | None:
     f = _frame_features(m)
-    present = f["area"] >= MIN_AREA
+    present = f["area"] >= MIN_AREA * s * s
     if present.sum() < m.shape[0] / 2:
         return None
-    clean = _clean_frames(f["area"])
+    clean = _clean_frames(f["area"], s)
     skew, gap = float(np.median(f["skew"][clean])), float(np.median(f["kurtosis_gap"][clean]))
     shape = classify_shape(skew, gap)
     extent = equivalent_extent(float(np.median(f["area"][clean])), shape)
     t = np.nonzero(clean)[0].astype(float)
-    motion = classify_motion(t, f["cx"][clean], f["cy"][clean])
+    motion = classify_motion(t, f["cx"][clean], f["cy"][clean], s)
     cents = np.where(present[:, None], np.stack([f["cx"], f["cy"]], 1), np.nan)
-    return Detection(colour, shape, classify_size(extent), motion, cents,
+    return Detection(colour, shape, classify_size(extent, s), motion, cents,
                      np.where(present, f["area"], 0), skew, gap, extent)
 
 
 def colour_masks(frames: np.ndarray) -> dict[str, np.ndarray]:
     """Opened bool masks (T, H, W) of the palette colours with enough pixels to be an object."""
     labels = segment(frames)
+    s = scale_of(frames)
     out = {}
     for c, name in enumerate(_NAMES):
         m = labels == c
-        if m.sum() >= MIN_AREA * m.shape[0] / 2:
+        if m.sum() >= MIN_AREA * s * s * m.shape[0] / 2:
             out[name] = open_mask(m)
     return out
 
 
 def detect(frames: np.ndarray) -> list[Detection]:
     """Objects in a clip (T, H, W, 3) uint8, one per palette colour present, largest first."""
-    found = [_detect_colour(m, name) for name, m in colour_masks(frames).items()]
+    s = scale_of(_check_clip(frames))
+    found = [_detect_colour(m, name, s) for name, m in colour_masks(frames).items()]
     found = [d for d in found if d is not None]
     return sorted(found, key=lambda d: -float(np.median(d.areas)))
 
