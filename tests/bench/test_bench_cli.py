@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def card_dir(tmp_path_factory):
     from vdrt.export.tiny.common import named_parameters, sections, write_card
 
-    from vdrt.quality.oracle import build_models
+    from vdrt.export.tiny.quality.cards import build_models
 
     out = tmp_path_factory.mktemp("cards")
     config, text = sections(*TINY)

@@ -78,8 +78,8 @@ def run_bench(args) -> int:
 
 
 def oracle():
-    """THE lazy import of the quality oracle (evaluation code, outside the runtime)."""
-    from vdrt.quality import oracle as module
+    """THE lazy import of the quality oracle (evaluation code, outside the runtime: vdrt.export.tiny)."""
+    from vdrt.export.tiny.quality import oracle as module
 
     return module
 
@@ -93,13 +93,16 @@ def quality_row(args) -> dict:
     if card is None:
         raise ConfigError(f"no model card {name!r} is installed; train it (python -m vdrt.export.tiny.train) and "
                           "pass --weights-dir DIR, or set VDRT_WEIGHTS_DIR")
+    from vdrt.export.tiny.quality.generate import CardGenerator
+
     device, o = device_of(args.device), oracle()
-    gen = o.CardGenerator.from_card(card, device=device, random_init=args.random, batch_size=args.batch or 64,
-                                    num_steps=args.steps, guidance=args.guidance)
+    gen = CardGenerator.from_card(card, device=device, random_init=args.random, batch_size=args.batch or 64,
+                                  num_steps=args.steps, guidance=args.guidance)
     log.info("quality: %s (%s) on %d test clips, %s", gen.name, gen.settings.describe(), args.clips, device)
-    result = o.evaluate(gen, n_clips=args.clips, seed=args.seed)
+    result = o.row(o.evaluate(gen, n_clips=args.clips, seed=args.seed))
+    summary = result.pop("summary")
     return {"bench": "quality", "case": f"test[0:{args.clips}]", "impl": f"{gen.name} {gen.settings.describe()}",
-            **result, **run_meta(device)}
+            **result, **summary, **run_meta(device)}
 
 
 def build_engine(module, backend: str, precision: str, size: tuple, device):
