@@ -14,6 +14,8 @@ MINUTES=${MINUTES:-7.5}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 if [ "$DEVICE" = cuda ]; then source benchmarks/device/setup.sh; fi
+if [ -n "${FROM:-}" ]; then FROM=$(cd "$FROM" && pwd); fi
+cd /tmp  # not the checkout: its vdrt/ folder (without export/ mapped in) would shadow the installed package
 EXTRA=()
 if [ -n "${TINY:-}" ]; then
   EXTRA=(--tokens 600 --text-config '{"dim": 32, "layers": 1, "heads": 2}' --fit-after 5 --log-every 5)
