@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of both models")
     ap.add_argument("--no-diffusers", action="store_true", help="ours only (no peer, no rel err column)")
     ap.add_argument("--lossy-only", action="store_true", help="only the default and the lossy rows")
+    ap.add_argument("--only", default=None, help="comma-separated substrings: keep only the lossy rows they name")
     ap.add_argument("--reps-ms", type=int, default=2000, help="timing window per row (median of the calls in it)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -92,22 +93,25 @@ def _models(cfg, with_diffusers: bool):
     return ours, keep_fp32_modules(dm.to(torch.bfloat16)).eval().requires_grad_(False)
 
 
-def lossy_rows(row, ours, x, t, ctx):
+LOSSY = [  # (row name, ops.use choices)
+    ("vdrt, 8-bit attention", dict(attention="vdrt-int8")),
+    ("vdrt, 8-bit attention + fp8 linears", dict(linear="vdrt-fp8", attention="vdrt-int8")),
+    ("vdrt, sparse attention 25% (bf16)", dict(attention="vdrt-sparse")),
+    ("vdrt, sparse 8-bit attention 25%", dict(attention="vdrt-sparse-int8")),
+    ("vdrt, sparse 8-bit attention 25% + fp8 linears", dict(linear="vdrt-fp8", attention="vdrt-sparse-int8")),
+]
+
+
+def lossy_rows(row, ours, x, t, ctx, only=None):
     """vdrt's lossy options: fp8 linears, 8-bit attention, sparse 3D attention (25%), and together."""
     from vdrt import ops
     from vdrt.sparse import SparseConfig
 
-    quarter = SparseConfig(density=0.25)
-    with ops.use(attention="vdrt-int8"):
-        row("vdrt, 8-bit attention", lambda: ours(x, t, ctx))
-    with ops.use(linear="vdrt-fp8", attention="vdrt-int8"):
-        row("vdrt, 8-bit attention + fp8 linears", lambda: ours(x, t, ctx))
-    with ops.use(attention="vdrt-sparse", sparse=quarter):
-        row("vdrt, sparse attention 25% (bf16)", lambda: ours(x, t, ctx))
-    with ops.use(attention="vdrt-sparse-int8", sparse=quarter):
-        row("vdrt, sparse 8-bit attention 25%", lambda: ours(x, t, ctx))
-    with ops.use(linear="vdrt-fp8", attention="vdrt-sparse-int8", sparse=quarter):
-        row("vdrt, sparse 8-bit attention 25% + fp8 linears", lambda: ours(x, t, ctx))
+    for name, choices in LOSSY:
+        if only and not any(o in name for o in only):
+            continue
+        with ops.use(sparse=SparseConfig(density=0.25), **choices):
+            row(name, lambda: ours(x, t, ctx))
 
 
 def run(args):
@@ -158,7 +162,7 @@ def run(args):
         row("vdrt-torch-cudagraph (auto ops)", lambda: eng(x, t, ctx))
         with ops.use(linear="vdrt-fp8"):
             row("vdrt eager, kernels + fp8 linears", lambda: ours(x, t, ctx))
-    lossy_rows(row, ours, x, t, ctx)
+    lossy_rows(row, ours, x, t, ctx, args.only.split(",") if args.only else None)
     if args.compile:
         compile_rows(row, ours, dm, x, t, ctx)
     write_rows(rows, args.out)
@@ -167,9 +171,8 @@ def run(args):
 def compile_rows(row, ours, dm, x, t, ctx):
     """torch.compile of both models and diffusers' regional compile (compile time = first call)."""
     variants = [("vdrt-torch.compile (auto ops)", lambda: torch.compile(ours), False)]
-    if dm is not None:
-        variants += [("diffusers-torch.compile", lambda: torch.compile(dm), True),
-                     ("diffusers compile_repeated_blocks (regional)", lambda: _regional(dm), True)]
+    if dm is not None:  # regional compile is the diffusers users' fast path (full-model compile: same kernels)
+        variants += [("diffusers compile_repeated_blocks (regional)", lambda: _regional(dm), True)]
     for impl, make, is_dm in variants:
         compiled = make()
         fn = (lambda c=compiled: c(x, t, ctx, return_dict=False)[0]) if is_dm else (lambda c=compiled: c(x, t, ctx))
