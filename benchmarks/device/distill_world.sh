@@ -15,6 +15,8 @@ DEVICE=${DEVICE:-cuda}
 FROM=${FROM:?set FROM to the folder holding the two teacher cards}
 mkdir -p "$OUT" /tmp/distill
 if [ "$DEVICE" = cuda ]; then source benchmarks/device/setup.sh; fi
+REPO=$(pwd); FROM=$(cd "$FROM" && pwd)
+cd /tmp  # not the checkout: its vdrt/ folder (without export/ mapped in) would shadow the installed package
 cp "$FROM"/vdrt-tiny-*-teacher.json "$FROM"/vdrt-tiny-*-teacher.safetensors /tmp/distill/
 EXTRA=()
 if [ -n "${TINY:-}" ]; then EXTRA=(--trajectories 4 --traj-batch 2 --grid 4 --tokens 600 --fit-after 3 --log-every 2); fi
@@ -27,7 +29,7 @@ run wan & run factorized & wait
 for a in wan factorized; do echo "=== $a"; grep -v "^INFO:torch\|Warning" "/tmp/distill_$a.log" | tail -12; done
 cp /tmp/distill/vdrt-tiny-wan.json /tmp/distill/vdrt-tiny-wan.safetensors \
    /tmp/distill/vdrt-tiny-factorized.json /tmp/distill/vdrt-tiny-factorized.safetensors "$OUT"/
-cd benchmarks
+cd "$REPO/benchmarks"
 for a in wan factorized; do
   WINDOW=(--window-tokens 16); if [ "$a" = factorized ]; then WINDOW=(--window 0); fi
   BASE=(); if [ "$a" = wan ]; then BASE=(--baselines); fi

@@ -4,8 +4,8 @@
 source benchmarks/device/setup.sh
 export TRITON_INTERPRET=0
 cd benchmarks
-timeout 250 python3 wan_step.py --compile --out $OUT/wan_step_h200.json 2>&1 | grep -v "^INFO\|^W1\|^I1" | tail -4
-timeout 130 python3 wan_step.py --preset wan2.1-t2v-14b --height 90 --width 160 --no-diffusers --lossy-only \
+timeout 200 python3 wan_step.py --compile --out $OUT/wan_step_h200.json 2>&1 | grep -v "^INFO\|^W1\|^I1" | tail -4
+timeout 110 python3 wan_step.py --preset wan2.1-t2v-14b --height 90 --width 160 --no-diffusers --lossy-only \
     --reps-ms 1 --only "sparse 8-bit attention 25% + fp8" --out /tmp/w14.json 2>&1 | tail -2
 python3 - <<'PY'
 import json, os
@@ -17,5 +17,5 @@ for r in rows:
     print(f"{r['case'][:22]:22s} {r['impl'][:52]:52s} {r['ms']} rel={r.get('rel_err_vs_diffusers')} {r.get('error') or ''}"[:170])
 PY
 cd ..
-FROM=.carry/world MINUTES=${DMIN:-1.5} CLIPS=${CLIPS:-64} bash benchmarks/device/distill_world.sh 2>&1 | tail -30
+FROM=.carry/world MINUTES=${DMIN:-1.2} CLIPS=${CLIPS:-48} bash benchmarks/device/distill_world.sh 2>&1 | tail -30
 rm -f $OUT/sheet_*.png
