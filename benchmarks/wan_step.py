@@ -72,6 +72,8 @@ def main():
     ap.add_argument("--lossy-only", action="store_true", help="only the default and the lossy rows")
     ap.add_argument("--only", default=None, help="comma-separated substrings: keep only the lossy rows they name")
     ap.add_argument("--reps-ms", type=int, default=2000, help="timing window per row (median of the calls in it)")
+    ap.add_argument("--calls", type=int, default=0, help="instead: the median of this many timed calls after one "
+                    "warm-up (for steps of seconds, where do_bench's estimate calls cost minutes)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     run(args)
@@ -142,7 +144,7 @@ def run(args):
                 first = time.perf_counter() - t0
                 err = ((out - ref).norm() / ref.norm()).item() if ref is not None else None
                 del out
-                ms = median_ms(fn, warmup_ms=200, rep_ms=args.reps_ms)
+                ms = _timed(fn, args.calls) if args.calls else median_ms(fn, warmup_ms=200, rep_ms=args.reps_ms)
             rows.append(Result("wan_step", case, impl, ms, **m, tflops=flops / ms / 1e9,
                                compile_s=compile_s if compile_s is not None else first, rel_err_vs_diffusers=err))
         except Exception as e:  # one failing variant must not lose the others' numbers
@@ -166,6 +168,19 @@ def run(args):
     if args.compile:
         compile_rows(row, ours, dm, x, t, ctx)
     write_rows(rows, args.out)
+
+
+def _timed(fn, calls: int) -> float:
+    """Median ms of `calls` calls timed with CUDA events (the first call, already made, warmed up)."""
+    times = []
+    for _ in range(calls):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
 
 
 def compile_rows(row, ours, dm, x, t, ctx):
