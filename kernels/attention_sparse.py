@@ -159,9 +159,12 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: in
                          variant: SparseVariant | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """(B, L, H, D) x3 in tile order + a plan's tables -> (B, L, H, D) in q's dtype."""
     _check(q, k, v, "sparse attention")
-    if q.shape != k.shape or lut.shape[0] not in (1, q.shape[2]) or int(lens.sum()) != q.shape[1]:
+    # the token count is checked against the host copy of the plan (run_plan), or here for CPU tables:
+    # reading a device tensor would synchronise, which a CUDA-graph capture forbids
+    n_tiles = int(lens.sum()) if lens.device.type == "cpu" else q.shape[1]
+    if q.shape != k.shape or lut.shape[0] not in (1, q.shape[2]) or n_tiles != q.shape[1]:
         raise ValueError(f"sparse attention takes q, k, v of one shape whose tokens are the plan's tiles "
-                         f"({int(lens.sum())} tokens, {lut.shape[0]} window sets); got {tuple(q.shape)}, {tuple(k.shape)}")
+                         f"({n_tiles} tokens, {lut.shape[0]} window sets); got {tuple(q.shape)}, {tuple(k.shape)}")
     var = variant or _op_variant(block, False)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     b, n, h, d = q.shape
@@ -211,6 +214,9 @@ def _attention_sparse_fake(q, k, v, starts, lens, lut, lut_rows, counts, block, 
 
 def run_plan(q, k, v, plan, eight: bool = False) -> torch.Tensor:
     """The op on a `vdrt.sparse.Plan` (tables moved to q's device once per plan)."""
+    if q.shape[1] != plan.layout.num_tokens:
+        raise ValueError(f"sparse attention: q has {q.shape[1]} tokens, the plan's grid {plan.layout.grid} has "
+                         f"{plan.layout.num_tokens}")
     tables = device_tables(plan, q.device)
     return torch.ops.vdrt.attention_sparse(q, k, v, *tables, plan.layout.block, eight)
 
