@@ -11,7 +11,7 @@ import sys
 
 from vdrt.errors import VdrtError
 
-COMMANDS = ("generate", "build", "run", "bench", "inspect", "info")
+COMMANDS = ("generate", "build", "run", "bench", "inspect", "verify", "info")
 
 
 def parser() -> argparse.ArgumentParser:
