@@ -52,7 +52,10 @@ def cache_key(parts: dict) -> str:
 
 def entry_ok(entry: Path) -> bool:
     """True if `entry` is a complete, unedited engine whose files match their hashes (warns when it is not)."""
+    if not entry.exists() and not entry.is_symlink():
+        return False
     if not (entry / "manifest.json").is_file():
+        log.warning("build cache entry %s is corrupted (no manifest.json file); rebuilding it", entry.name)
         return False
     from vdrt.engines import integrity
 
@@ -71,6 +74,7 @@ def get_or_build(key: str, build_into: Callable[[Path], None], root: Path | None
     root = Path(root or cache_root())
     with disk_errors(root, f"writing the build cache {root}", CACHE_FIX):
         root.mkdir(parents=True, exist_ok=True)
+        _sweep(root)
         entry = root / key
         if entry_ok(entry):
             log.info("build cache hit: %s", entry)
@@ -81,7 +85,6 @@ def get_or_build(key: str, build_into: Callable[[Path], None], root: Path | None
                 log.info("waited %.1f s for a concurrent build of the same engine", time.perf_counter() - t0)
             if entry_ok(entry):
                 return entry, True
-            _sweep(root)
             with atomic_dir(entry) as tmp:
                 build_into(tmp)
     return entry, False

@@ -10,7 +10,8 @@
 - Under the lock, an existing non-empty `out` is refused unless `force` (then only an engine
   directory is replaced, never a directory of other files).
 - Staging directories are named with pid and start time; those of dead builds are removed when
-  `out` is next claimed (vdrt.fsutil.sweep_stale). Nothing half-written is left at `out`.
+  a build next claims an `out` in that folder (vdrt.fsutil.sweep_stale). Nothing half-written is
+  left at `out`.
 - With $VDRT_SIGNING_KEY set, what is published is signed (vdrt.export.manifest.sign_engine).
 - Disk full, quota and permission errors anywhere inside the block become one EngineError line
   naming the path and the fix; nothing is left behind.
@@ -185,7 +186,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _sweep(out: Path) -> None:
-    for p in fsutil.sweep_stale(out.parent, out.name):
+    for p in fsutil.sweep_stale(out.parent):  # any of ours whose maker died, not only this out's
         log.info("removed %s, left by a build that was killed", p)
 
 

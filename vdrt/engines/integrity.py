@@ -281,8 +281,8 @@ def _dim_problems(m: dict, spec: dict, dim, b: dict) -> list[str]:
     if "large" in b and p["max"] > b["large"]:
         return [f"{where} {dim} <= {b['large']}, but manifest.json's profile allows {dim} up to {p['max']} (the "
                 "profile was widened after the build); rebuild the engine with the profile you need"]
-    # a compiled lower bound of 2 is torch.export's 0/1 specialisation: sizes of 1 run correctly
-    if b.get("small", 0) > 2 and p["min"] < b["small"]:
+    # a compiled lower bound of 2 (patches) is torch.export's 0/1 specialisation: one patch runs correctly
+    if b.get("small", 0) > 2 * p["multiple"] and p["min"] < b["small"]:
         return [f"{where} {dim} >= {b['small']}, but manifest.json's profile allows {dim} down to {p['min']}; "
                 "rebuild the engine with the profile you need"]
     return []
