@@ -63,9 +63,12 @@ class Claim:
         """Copy the engine directory `entry` (a cache entry) to `out`."""
         if self.out.resolve() == Path(entry).resolve():
             return
+        from vdrt.engines import integrity
+
         with self.staging() as tmp:
             for f in Path(entry).iterdir():
                 shutil.copy2(f, tmp / f.name)
+            integrity.check(tmp, trusted_keys=())  # the copy is whole (the entry may have changed meanwhile)
 
     def _swap_in(self, tmp: Path) -> None:
         """Rename `tmp` onto `out`; an old `out` (an engine dir, checked again here) is moved aside, then deleted."""
@@ -188,6 +191,28 @@ def _same_file(fd: int, path: Path) -> bool:
 def _sweep(out: Path) -> None:
     for p in fsutil.sweep_stale(out.parent):  # any of ours whose maker died, not only this out's
         log.info("removed %s, left by a build that was killed", p)
+    for lock in out.parent.glob(".*.vdrt-lock"):
+        if lock.name != f".{out.name}.vdrt-lock":
+            _remove_if_unheld(lock)
+
+
+def _remove_if_unheld(lock: Path) -> None:
+    """A lock file nobody holds was left by a killed build: remove it (while holding it, as `_leave` does)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _same_file(fd, lock):
+            os.unlink(lock)
+            log.info("removed %s, left by a build that was killed", lock)
+    except OSError:
+        pass  # held: a build is running
+    finally:
+        os.close(fd)
 
 
 def _signing_key_ok() -> None:

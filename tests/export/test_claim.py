@@ -94,6 +94,20 @@ def test_another_thread_of_the_process_is_refused_and_one_thread_reenters(tmp_pa
     assert _try_claim(out) == "ok" and _litter(tmp_path) == []
 
 
+def test_lock_files_of_killed_builds_are_removed_held_ones_kept(tmp_path):
+    (tmp_path / ".dead.vdrt-lock").write_text("pid 1 on host, since 00:00:00")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "busy")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with claim_mod.claim_out(tmp_path / "e"):
+            pass
+        assert _litter(tmp_path) == [".busy.vdrt-lock"]
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert _litter(tmp_path) == []
+
+
 def _try_claim(out) -> str:
     try:
         with claim_mod.claim_out(out):

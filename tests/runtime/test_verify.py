@@ -171,3 +171,24 @@ def test_compiled_lower_bounds_of_two_patches_are_torch_export_specialisation():
     assert "height <= 12" in integrity._dim_problems(m, spec, "height", {"large": 12})[0]
     assert integrity._dim_problems(m, spec, 3, {"static": 3}) == []
     assert "a dim of 4" in integrity._dim_problems(m, spec, 3, {"static": 4})[0]
+
+
+def test_unreadable_files_are_one_line_not_a_traceback(tmp_path, monkeypatch):
+    d = write_engine(tmp_path / "e")
+    real_open = open
+
+    def denied(f, *a, **k):
+        if str(f).endswith("model.onnx"):
+            raise PermissionError(13, "Permission denied", str(f))
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(EngineError, match=r"artifact model\.onnx cannot be read \(Permission denied\)"):
+        load_engine(d)
+    monkeypatch.undo()
+    def unlistable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(integrity.os, "scandir", unlistable)
+    with pytest.raises(EngineError, match=r"the engine directory cannot be listed \(Permission denied\)"):
+        load_engine(d)

@@ -1,4 +1,4 @@
-"""`vdrt inspect SOURCE`: describe an engine directory (verified), a checkpoint directory, an embedded model or a preset.
+"""`vdrt inspect SOURCE`: describe an engine directory (verified), a checkpoint dir, an embedded model or a preset.
 
 For an engine, in the manner of `polygraphy inspect model`: its inputs and outputs, the shape
 profile (latent units), precision, device and toolchain, each artifact's size and sha256, and the

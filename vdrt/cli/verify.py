@@ -46,4 +46,5 @@ def _text(v) -> str:
     m = v.manifest
     size = sum(r["bytes"] for r in m["artifacts"].values())
     return (f"VALID: {v.path} ({m['backend']} engine, {m['precision']}, {len(m['artifacts'])} artifact(s), "
-            f"{size / 1e6:.2f} MB, all sha256 verified; fingerprint {m['fingerprint'][:23]}…; signature: {v.signature})")
+            f"{size / 1e6:.2f} MB, all sha256 verified; fingerprint {m['fingerprint'][:23]}…; "
+            f"signature: {v.signature})")

@@ -114,7 +114,10 @@ def _findings(v: Verdict, m: dict, keys: list[bytes]):
 def listing_problems(path: Path, m: dict) -> list[str]:
     """Files in `path` that manifest.json does not list (besides itself)."""
     listed = set(m["artifacts"]) | {"manifest.json"}
-    extra = sorted(e.name for e in os.scandir(path) if e.name not in listed)
+    try:
+        extra = sorted(e.name for e in os.scandir(path) if e.name not in listed)
+    except OSError as e:
+        return [f"the engine directory cannot be listed ({e.strerror}); check its permissions"]
     if not extra:
         return []
     return [f"{'file' if len(extra) == 1 else 'files'} {', '.join(extra)} in the engine directory "

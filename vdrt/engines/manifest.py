@@ -84,8 +84,11 @@ def check_schema(m: dict, path) -> None:
         raise EngineError(f"{path}: engine format_version {version!r} is not known to this vdrt (it reads "
                           f"{list(KNOWN_VERSIONS)}){old}; rebuild the engine with this vdrt, or use the vdrt that "
                           f"built it ({m.get('vdrt_version', 'unknown')})")
-    from vdrt.engines import schema
-
+    try:
+        from vdrt.engines import schema
+    except ImportError as e:
+        raise EngineError("pydantic is not installed, and vdrt reads engine manifests with it (a dependency of "
+                          "vdrt): `pip install 'pydantic>=2.6'`") from e
     schema.check(m, path)
 
 
@@ -132,7 +135,11 @@ def artifact_problem(path: Path, name: str, rec: dict) -> str | None:
         return f"artifact {name} is a symbolic link; an engine directory holds its own files. Rebuild it"
     if not f.is_file():
         return f"artifact {name} is missing; the engine directory is incomplete, rebuild it"
-    if f.stat().st_size != rec.get("bytes") or not _hash_matches(f, rec):
+    try:
+        matches = f.stat().st_size == rec.get("bytes") and _hash_matches(f, rec)
+    except OSError as e:
+        return f"artifact {name} cannot be read ({e.strerror}); check the engine directory's permissions"
+    if not matches:
         return (f"artifact {name} does not match its sha256 in manifest.json (corrupted or tampered with); "
                 "refusing to load it. Rebuild the engine")
     return None
