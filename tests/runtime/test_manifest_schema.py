@@ -181,3 +181,10 @@ def test_oversized_and_binary_manifests_are_refused(tmp_path, monkeypatch):
     (d / "manifest.json").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(EngineError, match="unreadable"):
         load_engine(d)
+
+
+def test_the_schema_and_the_manifest_module_agree_on_versions_and_dtypes():
+    from vdrt.engines import schema
+
+    assert schema.FORMAT_VERSION == mf.FORMAT_VERSION and mf.KNOWN_VERSIONS == (schema.FORMAT_VERSION,)
+    assert schema.DTYPE_NAMES == tuple(mf.DTYPES)

@@ -14,10 +14,12 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from vdrt.engines.manifest import DTYPES, FORMAT_VERSION
 from vdrt.errors import EngineError
 
-DTYPE_NAMES = tuple(DTYPES)
+# the same values as vdrt.engines.manifest's FORMAT_VERSION and DTYPES (tested), written here so that this module
+# imports nothing of the manifest module, which imports it lazily: no import circle
+FORMAT_VERSION = 2
+DTYPE_NAMES = ("float32", "bfloat16", "float16", "int64", "int32", "float8_e4m3fn", "bool")
 # backend -> (artifacts it always has, artifacts it may have)
 ARTIFACT_SETS = {"aoti": ({"model.pt2"}, {"weights.safetensors"}),
                  "onnx": ({"model.onnx"}, {"weights.bin"}),
