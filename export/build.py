@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from vdrt.export import cache as cache_mod
+from vdrt.export import claim as claim_mod
 from vdrt.export import manifest as manifest_mod
 from vdrt.export import shapes as shapes_mod
 
@@ -73,7 +74,8 @@ def build(module, backend: str, out, precision: str = "bf16", shapes: dict | Non
     inputs, outputs = shapes_mod.signature(module.config, dtype)
     target = Target(CallWrapper(module, [s["name"] for s in inputs]), module.config.to_dict(), inputs, outputs, prof,
                     options=options)
-    return build_target(target, backend, out, precision, example=example, cache=cache, load=load, device=device)
+    return build_target(target, backend, out, precision, example=example, cache=cache, load=load, device=device,
+                        force=force)
 
 
 def check_backend(backend: str, precision: str, options: dict) -> None:
@@ -93,10 +95,8 @@ def check_backend(backend: str, precision: str, options: dict) -> None:
 
 
 def check_out(out, force: bool) -> None:
-    out = Path(out)
-    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} already exists; choose another out directory, or pass force=True "
-                          "(vdrt build --force) to replace the engine there")
+    """Early refusal of an `out` that may not be written (checked again under the build's claim)."""
+    claim_mod.check_replaceable(Path(out), force)
 
 
 def precision_dtype(precision: str) -> torch.dtype:
@@ -132,8 +132,11 @@ def module_device(module: torch.nn.Module, device=None) -> torch.device:
 
 
 def build_target(target: Target, backend: str, out, precision: str, example=None, cache: bool = True,
-                 load: bool = True, device=None):
-    """Build `target` with `backend` into `out` (through the cache); the loaded engine, or `out` if not load."""
+                 load: bool = True, device=None, force: bool | None = None):
+    """Build `target` with `backend` into `out` (through the cache); the loaded engine, or `out` if not load.
+
+    `out` is claimed for the whole build (export/claim.py): a concurrent build of it is refused.
+    """
     dev = module_device(target.wrapper, device)
     if example is None:
         example = shapes_mod.example_inputs(target.inputs, target.profile, dev)
@@ -144,15 +147,16 @@ def build_target(target: Target, backend: str, out, precision: str, example=None
     def build_into(workdir: Path) -> None:
         _build_into(workdir, target, backend, precision, example, dev)
 
-    if cache:
-        key = cache_mod.cache_key(key_parts(target, backend, precision, dev))
-        entry, hit = cache_mod.get_or_build(key, build_into)
-        cache_mod.publish(entry, out)
-        log.info("engine %s: %s in %.1f s (cache %s, key %s)", out, "reused" if hit else "built",
-                 time.perf_counter() - t0, "hit" if hit else "miss", key[:12])
-    else:
-        with cache_mod.atomic_dir(out) as tmp:
-            build_into(tmp)
+    with claim_mod.building(out, force) as claim:
+        if cache:
+            key = cache_mod.cache_key(key_parts(target, backend, precision, dev))
+            entry, hit = cache_mod.get_or_build(key, build_into)
+            claim.publish(entry)
+            log.info("engine %s: %s in %.1f s (cache %s, key %s)", out, "reused" if hit else "built",
+                     time.perf_counter() - t0, "hit" if hit else "miss", key[:12])
+        else:
+            with claim.staging() as tmp:
+                build_into(tmp)
     if not load:
         return out
     from vdrt.engines.loading import load as load_engine

@@ -4,8 +4,11 @@ key = sha256 over (weights hash, model config, backend, precision, profile, sign
 toolchain versions, GPU, op choices, build options, format version). An entry is the engine
 directory `$VDRT_CACHE/<key>/` (default `~/.cache/vdrt/engines`). A build holds a file lock
 (`<key>.lock`, the filelock package) so that concurrent builds of one key give one result: the
-second waits, then finds the entry. Builds go into a temporary sibling that is renamed into
-place. An entry whose artifacts no longer match their hashes is reported and rebuilt.
+second waits, then finds the entry. Builds go into a temporary sibling named with the builder's
+pid and start time, renamed into place; those left by killed builds are removed by the next
+build (vdrt.fsutil.sweep_stale). An entry that fails any check of vdrt.engines.integrity (a
+malformed or edited manifest, a corrupted, missing or unlisted file) is reported and rebuilt.
+An unwritable or full cache folder is one EngineError line naming $VDRT_CACHE and --no-cache.
 """
 from __future__ import annotations
 
@@ -15,16 +18,18 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
-from vdrt.errors import EngineError
+from vdrt.fsutil import owned_tempdir, sweep_stale
 
 log = logging.getLogger(__name__)
+
+CACHE_FIX = ("set $VDRT_CACHE to a folder with space that you can write, or build without the cache "
+             "(vdrt build --no-cache, cache=False); nothing was left behind")
 
 
 def cache_root() -> Path:
@@ -46,83 +51,71 @@ def cache_key(parts: dict) -> str:
 
 
 def entry_ok(entry: Path) -> bool:
-    """True if `entry` is a complete engine whose artifacts match their hashes (warns when corrupted)."""
+    """True if `entry` is a complete, unedited engine whose files match their hashes (warns when it is not)."""
+    if not entry.exists() and not entry.is_symlink():
+        return False
     if not (entry / "manifest.json").is_file():
+        log.warning("build cache entry %s is corrupted (no manifest.json file); rebuilding it", entry.name)
         return False
-    from vdrt.engines import manifest as mf
+    from vdrt.engines import integrity
 
-    try:
-        mf.verify_artifacts(entry, mf.read(entry))
-    except EngineError as e:
-        log.warning("build cache entry %s is corrupted (%s); rebuilding it", entry.name, e)
-        return False
-    return True
+    verdict = integrity.verify(entry, trusted_keys=(), first_only=True)
+    if not verdict.ok:
+        log.warning("build cache entry %s is corrupted (%s); rebuilding it", entry.name, verdict.problems[0])
+    return verdict.ok
 
 
 def get_or_build(key: str, build_into: Callable[[Path], None], root: Path | None = None) -> tuple[Path, bool]:
     """The cache entry for `key`, built by `build_into(tmpdir)` if absent or corrupted; (entry, was_hit)."""
     from filelock import FileLock
 
+    from vdrt.export.claim import disk_errors
+
     root = Path(root or cache_root())
-    root.mkdir(parents=True, exist_ok=True)
-    entry = root / key
-    if entry_ok(entry):
-        log.info("build cache hit: %s", entry)
-        return entry, True
-    lock = FileLock(str(root / f"{key}.lock"))
-    t0 = time.perf_counter()
-    with lock:
-        if time.perf_counter() - t0 > 1:
-            log.info("waited %.1f s for a concurrent build of the same engine", time.perf_counter() - t0)
+    with disk_errors(root, f"writing the build cache {root}", CACHE_FIX):
+        root.mkdir(parents=True, exist_ok=True)
+        _sweep(root)
+        entry = root / key
         if entry_ok(entry):
+            log.info("build cache hit: %s", entry)
             return entry, True
-        with atomic_dir(entry, replace_any=True) as tmp:
-            build_into(tmp)
+        t0 = time.perf_counter()
+        with FileLock(str(root / f"{key}.lock")):
+            if time.perf_counter() - t0 > 1:
+                log.info("waited %.1f s for a concurrent build of the same engine", time.perf_counter() - t0)
+            if entry_ok(entry):
+                return entry, True
+            with atomic_dir(entry) as tmp:
+                build_into(tmp)
     return entry, False
 
 
-@contextlib.contextmanager
-def atomic_dir(target: Path, replace_any: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `target`; on success it is renamed onto `target`.
+def _sweep(root: Path) -> None:
+    for p in sweep_stale(root):
+        log.info("removed %s, left in the build cache by a build that was killed", p)
 
-    An existing `target` is replaced only if it is an engine directory, empty, or `replace_any`;
-    anything else is refused, so a typo in --out cannot delete unrelated files.
-    """
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `target`; on success it replaces `target` (whatever it was)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _check_replaceable(target, replace_any)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = owned_tempdir(target.parent, target.name)
     try:
         yield tmp
-        _swap_in(tmp, target)
+        old = None
+        if target.exists() or target.is_symlink():
+            old = owned_tempdir(target.parent, target.name, suffix=".old")
+            os.rename(target, old / "d")
+        os.rename(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _check_replaceable(target: Path, replace_any: bool) -> None:
-    if replace_any or not target.exists():
-        return
-    if target.is_dir() and ((target / "manifest.json").is_file() or not any(target.iterdir())):
-        return
-    raise EngineError(f"{target} exists and is not an engine directory; choose another --out or remove it")
-
-
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Rename `tmp` onto `target`; an old `target` is moved aside first and deleted after."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.rename(target, old / "d")
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(entry: Path, out: Path) -> None:
-    """Copy a cache entry to `out` atomically (temp dir next to `out`, then rename)."""
-    if Path(out).resolve() == Path(entry).resolve():
-        return
-    with atomic_dir(out) as tmp:
-        for f in Path(entry).iterdir():
-            shutil.copy2(f, tmp / f.name)
+    """Copy a cache entry to `out` atomically (claimed; a temporary dir next to `out`, then rename)."""
+    from vdrt.export.claim import claim_out
+
+    with claim_out(out) as claim:
+        claim.publish(entry)

@@ -230,4 +230,5 @@ def build_diffusers(model, backend: str, out, precision: str = "bf16", shapes: d
     auto = True if layout == "svd" else None  # SVD is known to fail explicit Dims: skip that attempt
     target = Target(wrapper, model_config, inputs, outputs, prof, auto_dims=auto, layout=layout,
                     options={**options, "diffusers_class": type(model).__name__, "swap_attention": swap})
-    return build_target(target, backend, out, precision, example=example, cache=cache, load=load, device=device)
+    return build_target(target, backend, out, precision, example=example, cache=cache, load=load, device=device,
+                        force=force)

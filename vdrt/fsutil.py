@@ -95,3 +95,76 @@ def cache_dir(*parts: str) -> Path:
     path = Path(root).expanduser().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# ---------------------------------------------------------------- temporaries a killed process leaves behind
+# A temporary directory is named `.<name>.vdrt-<host>-<pid>-<start>-<random>.tmp` (`.old` for one moved aside):
+# the next run on the same host removes those whose maker is gone (`sweep_stale`). `<start>` is the process'
+# start time (Linux /proc), so a recycled pid is not taken for the dead maker.
+
+OWNED_PATTERN = r"^\.(?P<name>.+)\.vdrt-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-(?P<start>\d+)-[^.]*\.(tmp|old)$"
+
+
+def host_tag() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+
+
+def process_start(pid: int) -> int:
+    """The start time of process `pid` in clock ticks since boot (Linux), 0 where unknown; -1 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        return -1
+    except OSError:
+        return 0
+    return -1 if fields[0] == b"Z" else int(fields[19])  # a zombie has exited
+
+
+def process_alive(pid: int, start: int = 0) -> bool:
+    """Is `pid` running (and, with `start`, the same process that started then)?"""
+    if os.path.isdir("/proc/self"):
+        now = process_start(pid)
+        return now >= 0 and (start == 0 or now == 0 or now == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owned_tempdir(parent: Path, name: str, suffix: str = ".tmp") -> Path:
+    """A new empty directory `parent/.<name>.vdrt-<host>-<pid>-<start>-<random><suffix>` (see above)."""
+    pid = os.getpid()
+    prefix = f".{name}.vdrt-{host_tag()}-{pid}-{max(process_start(pid), 0)}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+
+
+def sweep_stale(parent: Path, name: str | None = None) -> list[Path]:
+    """Remove what dead processes of this host left in `parent` (only `name`'s temporaries, if given)."""
+    import re
+    import shutil
+
+    gone = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return gone
+    for e in entries:
+        m = re.match(OWNED_PATTERN, e.name)
+        if m is None or (name is not None and m["name"] != name) or m["host"] != host_tag():
+            continue
+        if not process_alive(int(m["pid"]), int(m["start"])):
+            shutil.rmtree(e.path, ignore_errors=True) if e.is_dir(follow_symlinks=False) else _unlink(e.path)
+            gone.append(Path(e.path))
+    return gone
+
+
+def _unlink(path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -9,6 +9,7 @@ from export_helpers import CALLS, SHAPES, random_call, rel_err
 
 import vdrt
 from vdrt.errors import ConfigError, EngineError
+from vdrt.export.manifest import save as save_manifest
 from vdrt.fsutil import sha256_file
 
 
@@ -60,7 +61,7 @@ def test_weights_file_lacking_a_constant_is_refused_naming_it(engines, tmp_path)
     m = json.loads((d / "manifest.json").read_text())  # a consistent manifest: only the constant check can catch it
     m["artifacts"]["weights.safetensors"] = {"sha256": sha256_file(d / "weights.safetensors"),
                                              "bytes": (d / "weights.safetensors").stat().st_size}
-    (d / "manifest.json").write_text(json.dumps(m))
+    save_manifest(d, m)
     with pytest.raises(EngineError, match=f"lacks 1 constant.*{gone}"):
         vdrt.load_engine(d)
 

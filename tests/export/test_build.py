@@ -31,7 +31,7 @@ def test_engine_matches_eager_at_two_shapes(engines, name, backend):
 def test_manifest_describes_the_build(engines, name, backend):
     den, eng, out = engines(name, backend)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["backend"] == backend and m["format_version"] == 1 and m["precision"] == "fp32"
+    assert m["backend"] == backend and m["format_version"] == 2 and m["precision"] == "fp32"
     assert vdrt.models.config_from_dict(m["model_config"]) == den.config
     assert [i["name"] for i in m["inputs"]] == ["latents", "timestep", "context"]
     assert m["device"] == {"type": "cpu", "name": "cpu", "sm": "cpu"}

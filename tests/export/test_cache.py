@@ -103,6 +103,7 @@ def test_failed_build_leaves_no_entry_and_keeps_out(monkeypatch, tmp_path):
 WORKER = textwrap.dedent('''
     import hashlib, json, os, sys, time
     from pathlib import Path
+    from vdrt.engines.manifest import fingerprint
     from vdrt.export.cache import get_or_build
 
     root, log = Path(sys.argv[1]), Path(sys.argv[2])
@@ -113,9 +114,12 @@ WORKER = textwrap.dedent('''
         time.sleep(1.5)  # long enough for the other process to arrive and wait on the lock
         data = os.urandom(128)
         (tmp / "model.onnx").write_bytes(data)
-        m = {"format_version": 1, "vdrt_version": "x", "backend": "onnx", "model_config": {}, "precision": "fp32",
-             "inputs": [], "outputs": [], "profiles": {}, "toolchain": {}, "device": {"type": "cpu"}, "build": {},
+        t = [{"name": "latents", "dtype": "float32", "shape": [1]}]
+        m = {"format_version": 2, "vdrt_version": "x", "backend": "onnx", "model_config": {"family": "wan"},
+             "layout": "vdrt", "precision": "fp32", "inputs": t, "outputs": t, "profiles": {}, "toolchain": {},
+             "device": {"type": "cpu", "name": "cpu", "sm": "cpu"}, "build": {},
              "artifacts": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}}
+        m["fingerprint"] = fingerprint(m)
         (tmp / "manifest.json").write_text(json.dumps(m))
 
     entry, hit = get_or_build("k" * 40, build_into, root)

@@ -43,24 +43,36 @@ def write_engine(d, backend="onnx", device=None, **changes):
     _onnx_double(d / "model.onnx")
     cfg = vdrt.models.config_from_name("factorized-tiny").to_dict()
     grid = ["frames", "height", "width"]
-    m = {"format_version": 1, "vdrt_version": vdrt.__version__, "backend": backend, "model_config": cfg,
+    m = {"format_version": mf.FORMAT_VERSION, "vdrt_version": vdrt.__version__, "backend": backend, "model_config": cfg,
          "layout": "vdrt", "precision": "fp32",
          "inputs": [{"name": "latents", "dtype": "float32", "shape": ["batch", 3, *grid]},
                     {"name": "timestep", "dtype": "float32", "shape": ["batch"]},
                     {"name": "context", "dtype": "float32", "shape": ["batch", "text_len", 64]}],
          "outputs": [{"name": "prediction", "dtype": "float32", "shape": ["batch", 3, *grid]}],
          "profiles": {k: dict(zip(("min", "opt", "max", "multiple"), v)) for k, v in PROFILES.items()},
-         "artifacts": {"model.onnx": {"sha256": sha256_file(d / "model.onnx"),
-                                      "bytes": (d / "model.onnx").stat().st_size}},
+         "artifacts": _artifacts(d, backend),
          "toolchain": {}, "device": device or {"type": "cpu", "name": "cpu", "sm": "cpu"}, "build": {}}
     m.update(changes)
+    m["fingerprint"] = mf.fingerprint(m)
     (d / "manifest.json").write_text(json.dumps(m))
     return d
 
 
+def _artifacts(d, backend):
+    """The backend's artifact files (the non-onnx ones are stand-ins: these tests stop before loading them)."""
+    names = {"onnx": ["model.onnx"], "aoti": ["model.pt2"], "tensorrt": ["model.plan", "timing.cache"]}[backend]
+    if backend != "onnx":
+        (d / "model.onnx").unlink()
+        for n in names:
+            (d / n).write_bytes(b"stand-in for " + n.encode())
+    return {n: {"sha256": sha256_file(d / n), "bytes": (d / n).stat().st_size} for n in names}
+
+
 def _edit_manifest(d, **changes):
+    """A consistent edit (fingerprint recomputed), so the check under test is the one that refuses it."""
     m = json.loads((d / "manifest.json").read_text())
     m.update(changes)
+    m["fingerprint"] = mf.fingerprint(m)
     (d / "manifest.json").write_text(json.dumps(m))
 
 
@@ -100,7 +112,7 @@ def test_missing_artifact_is_refused(tmp_path):
         load_engine(d)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [1, 3, 0, "2", None, True])
 def test_unknown_format_version_is_refused(tmp_path, version):
     d = write_engine(tmp_path / "e")
     _edit_manifest(d, format_version=version)
@@ -125,7 +137,7 @@ def test_manifest_missing_keys_and_bad_json(tmp_path):
     m = json.loads((d / "manifest.json").read_text())
     del m["profiles"]
     (d / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(EngineError, match="lacks.*profiles"):
+    with pytest.raises(EngineError, match="lacks.*'profiles'"):
         load_engine(d)
     (d / "manifest.json").write_text("{not json")
     with pytest.raises(EngineError, match="unreadable"):
@@ -243,5 +255,5 @@ def test_malformed_chunk_records_never_pass(tmp_path, bad):
     rec = {"sha256": sha256_file(d / "model.onnx"), "bytes": (d / "model.onnx").stat().st_size,
            "chunk_bytes": 4096, "chunk_sha256": fsutil.sha256_chunks(d / "model.onnx", 4096), **bad}
     _edit_manifest(d, artifacts={"model.onnx": rec})
-    with pytest.raises(EngineError, match="does not match its sha256"):
+    with pytest.raises(EngineError, match="does not match its sha256|chunk"):
         load_engine(d)

@@ -14,7 +14,7 @@ import sys
 
 from vdrt.errors import VdrtError
 
-COMMANDS = ("generate", "build", "run", "bench", "inspect", "info")
+COMMANDS = ("generate", "build", "run", "bench", "inspect", "verify", "info")
 COMPUTE = ("generate", "build", "run", "bench")
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 from vdrt.errors import EngineError
 
 
-def load_engine(path, device=None, cuda_graphs: bool = False):
-    """Load the engine directory `path` (see docs/engine-format.md); CUDA graphs per shape bucket if asked."""
+def load_engine(path, device=None, cuda_graphs: bool = False, trusted_keys=None):
+    """Load the engine directory `path` (see docs/engine-format.md); CUDA graphs per shape bucket if asked;
+    `trusted_keys`: only an engine signed by one of these ed25519 keys loads (also $VDRT_TRUSTED_KEYS)."""
     from vdrt.engines import loading
 
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise EngineError(f"{path} is not an engine directory (no manifest.json); build one with `vdrt build`")
-    return loading.load(path, device=device, cuda_graphs=cuda_graphs)
+    return loading.load(path, device=device, cuda_graphs=cuda_graphs, trusted_keys=trusted_keys)
 
 
 def inspect_engine(path) -> dict:

@@ -1,8 +1,10 @@
-"""`load(path, device)`: validate an engine directory, then hand it to its backend.
+"""`load(path, device)`: verify an engine directory, then hand it to its backend.
 
-Order matters: the manifest's schema and format version, the sha256 of every artifact and the
-device compatibility are all checked BEFORE any artifact is deserialized, so a tampered `.so`
-inside a `.pt2` or a plan for another GPU never gets loaded into the process.
+Order matters: `vdrt.engines.integrity.check` (the manifest's schema, format version, fingerprint
+and signature; exactly the listed files, each with its sha256; AOTI: the manifest against what
+the package was compiled for) and the device compatibility are all checked BEFORE any artifact
+is deserialized, so a tampered `.so` inside a `.pt2`, an unlisted file or a plan for another GPU
+never gets loaded into the process.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 
 import torch
 
+from vdrt.engines import integrity
 from vdrt.engines import manifest as mf
 from vdrt.errors import EngineError
 
@@ -20,15 +23,16 @@ log = logging.getLogger(__name__)
 RUNTIMES = {"aoti": "vdrt.engines.aoti", "onnx": "vdrt.engines.onnxrt", "tensorrt": "vdrt.engines.tensorrt"}
 
 
-def load(path, device=None, **options):
-    """Validate `path` and return its engine on `device` (default: where it was built, else CPU for ONNX).
+def load(path, device=None, trusted_keys=None, **options):
+    """Verify `path` and return its engine on `device` (default: where it was built, else CPU for ONNX).
 
-    Options go to the backend: `cuda_graphs=True` (aoti, tensorrt), `providers=[...]` (onnx),
+    `trusted_keys`: ed25519 public keys (PEM/OpenSSH files, hex or raw bytes); when given (or
+    $VDRT_TRUSTED_KEYS is set) only an engine signed by one of them loads. Options go to the
+    backend: `cuda_graphs=True` (aoti, tensorrt), `providers=[...]` (onnx),
     `weight_streaming_budget=bytes` (tensorrt).
     """
     t0 = time.perf_counter()
-    m = mf.read(path)
-    mf.verify_artifacts(path, m)
+    m = integrity.check(path, trusted_keys)
     dev = torch.device(device) if device is not None else mf.default_device(m)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EngineError(f"device {dev} was asked for but this process has no CUDA GPU")

@@ -1,14 +1,19 @@
-"""The engine manifest: schema, reading and validation, and the call-time shape check.
+"""The engine manifest: reading and validation, its fingerprint, device checks, and the call-time shape check.
 
-`manifest.json` (format_version 1) describes an engine directory (docs/engine-format.md):
+`manifest.json` (format_version 2) describes an engine directory (docs/engine-format.md):
 backend, model_config, inputs/outputs (names, dtypes, symbolic shapes), profiles (min/opt/max
 and the multiple each dynamic dim must be, in latent units), precision, artifacts (sha256 and
 size of every file), toolchain versions, the build device (GPU name + sm, or cpu) and build
 facts. Everything here reads JSON and hashes files: nothing is deserialized, so a tampered or
-foreign engine is refused before any of its code is loaded.
+foreign engine is refused before any of its code is loaded. The schema itself is
+`vdrt.engines.schema` (pydantic, imported when a manifest is validated); the fingerprint is a
+sha256 over the canonical JSON of everything else in the manifest, so a hand-edited profile,
+backend or artifact list is refused; the optional ed25519 signature covers the same bytes
+(checked in `vdrt.engines.integrity`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -20,14 +25,14 @@ from vdrt.errors import EngineError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-KNOWN_VERSIONS = (1,)
+FORMAT_VERSION = 2  # 2: the fingerprint (and the optional signature); 1 had neither
+KNOWN_VERSIONS = (FORMAT_VERSION,)
 BACKENDS = ("aoti", "onnx", "tensorrt")
-REQUIRED = ("format_version", "vdrt_version", "backend", "model_config", "precision", "inputs", "outputs",
-            "profiles", "artifacts", "toolchain", "device", "build")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int64": torch.int64,
           "int32": torch.int32, "float8_e4m3fn": torch.float8_e4m3fn, "bool": torch.bool}
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KB; a bigger file is not one
+SIGNED_PREFIX = b"vdrt-engine-manifest\n"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -35,41 +40,79 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def read(path) -> dict:
-    """Parse and validate `path/manifest.json` (schema + format version); no artifact is touched."""
-    path = Path(path)
-    try:
-        m = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise EngineError(f"{path}/manifest.json is unreadable ({e}); rebuild the engine with `vdrt build`") from e
+    """Parse and validate `path/manifest.json` (schema, format version, fingerprint); no artifact is touched."""
+    m = read_json(path)
     validate(m, path)
     return m
 
 
+def read_json(path) -> dict:
+    """`path/manifest.json` as parsed JSON (no validation); EngineError if unreadable, oversized or not JSON."""
+    f = Path(path) / "manifest.json"
+    try:
+        if f.stat().st_size > MAX_MANIFEST_BYTES:
+            raise EngineError(f"{f} is {f.stat().st_size} bytes, not a manifest; rebuild the engine")
+        return json.loads(f.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_nan)
+    except (OSError, ValueError) as e:
+        raise EngineError(f"{f} is unreadable ({e}); rebuild the engine with `vdrt build`") from e
+
+
+def _unique_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"duplicate key(s) {dup}")
+    return dict(pairs)
+
+
+def _no_nan(token: str):
+    raise ValueError(f"{token} is not valid JSON")
+
+
 def validate(m: dict, path) -> None:
+    """The manifest's format version, its schema (vdrt.engines.schema) and its fingerprint; EngineError otherwise."""
+    check_schema(m, path)
+    check_fingerprint(m, path)
+
+
+def check_schema(m: dict, path) -> None:
     if not isinstance(m, dict):
         raise EngineError(f"{path}/manifest.json is not a JSON object; rebuild the engine")
     version = m.get("format_version")
-    if version not in KNOWN_VERSIONS:
+    if version not in KNOWN_VERSIONS or isinstance(version, bool):
+        old = " (format 1 predates the manifest fingerprint)" if version == 1 else ""
         raise EngineError(f"{path}: engine format_version {version!r} is not known to this vdrt (it reads "
-                          f"{list(KNOWN_VERSIONS)}); rebuild the engine with this vdrt, or use the vdrt that built it "
-                          f"({m.get('vdrt_version', 'unknown')})")
-    missing = [k for k in REQUIRED if k not in m]
-    if missing:
-        raise EngineError(f"{path}/manifest.json lacks {missing}; the directory is incomplete, rebuild the engine")
-    if m["backend"] not in BACKENDS:
-        raise EngineError(f"{path}: unknown backend {m['backend']!r} (known: {list(BACKENDS)})")
-    _check_artifact_names(m["artifacts"], path)
-    for spec in m["inputs"] + m["outputs"]:
-        if spec.get("dtype") not in DTYPES:
-            raise EngineError(f"{path}: tensor {spec.get('name')!r} has unknown dtype {spec.get('dtype')!r}")
+                          f"{list(KNOWN_VERSIONS)}){old}; rebuild the engine with this vdrt, or use the vdrt that "
+                          f"built it ({m.get('vdrt_version', 'unknown')})")
+    try:
+        from vdrt.engines import schema
+    except ImportError as e:
+        raise EngineError("pydantic is not installed, and vdrt reads engine manifests with it (a dependency of "
+                          "vdrt): `pip install 'pydantic>=2.6'`") from e
+    schema.check(m, path)
 
 
-def _check_artifact_names(artifacts: dict, path) -> None:
-    if not isinstance(artifacts, dict) or not artifacts:
-        raise EngineError(f"{path}/manifest.json lists no artifacts; rebuild the engine")
-    for name in artifacts:
-        if "/" in name or "\\" in name or name.startswith(".") or name == "manifest.json":
-            raise EngineError(f"{path}/manifest.json names an illegal artifact {name!r}; refusing the engine")
+def check_fingerprint(m: dict, path) -> None:
+    if m["fingerprint"] != fingerprint(m):
+        raise EngineError(f"{path}/manifest.json was changed after the build: its fingerprint does not match its "
+                          "content (a profile, backend, artifact list or config edited by hand is refused: the "
+                          "compiled artifacts were built for the original). Rebuild the engine with `vdrt build`")
+
+
+def canonical(m: dict, without=("fingerprint", "signature")) -> bytes:
+    """The manifest minus `without`, as sorted, compact, ASCII JSON: what the fingerprint and signature cover."""
+    body = {k: v for k, v in m.items() if k not in without}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def fingerprint(m: dict) -> str:
+    """sha256 over everything in the manifest but the fingerprint and signature (so over every artifact's hash)."""
+    return "sha256:" + hashlib.sha256(canonical(m)).hexdigest()
+
+
+def signed_bytes(m: dict) -> bytes:
+    """What an ed25519 signature covers: a domain prefix + the manifest with its fingerprint, without the signature."""
+    return SIGNED_PREFIX + canonical(m, without=("signature",))
 
 
 def verify_artifacts(path, m: dict) -> None:
@@ -80,12 +123,26 @@ def verify_artifacts(path, m: dict) -> None:
     """
     path = Path(path)
     for name, rec in m["artifacts"].items():
-        f = path / name
-        if not f.is_file():
-            raise EngineError(f"{path}: artifact {name} is missing; the engine directory is incomplete, rebuild it")
-        if f.stat().st_size != rec.get("bytes") or not _hash_matches(f, rec):
-            raise EngineError(f"{path}: artifact {name} does not match its sha256 in manifest.json (corrupted or "
-                              "tampered with); refusing to load it. Rebuild the engine")
+        problem = artifact_problem(path, name, rec)
+        if problem:
+            raise EngineError(f"{path}: {problem}")
+
+
+def artifact_problem(path: Path, name: str, rec: dict) -> str | None:
+    """What is wrong with artifact `name` of engine dir `path` (missing, a link, size, sha256), or None."""
+    f = Path(path) / name
+    if f.is_symlink():
+        return f"artifact {name} is a symbolic link; an engine directory holds its own files. Rebuild it"
+    if not f.is_file():
+        return f"artifact {name} is missing; the engine directory is incomplete, rebuild it"
+    try:
+        matches = f.stat().st_size == rec.get("bytes") and _hash_matches(f, rec)
+    except OSError as e:
+        return f"artifact {name} cannot be read ({e.strerror}); check the engine directory's permissions"
+    if not matches:
+        return (f"artifact {name} does not match its sha256 in manifest.json (corrupted or tampered with); "
+                "refusing to load it. Rebuild the engine")
+    return None
 
 
 def _hash_matches(f: Path, rec: dict) -> bool:
