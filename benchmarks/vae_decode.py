@@ -10,9 +10,10 @@ latents: the latents of a rendered clip (moving coloured shapes, drawn here with
 the same VAE, not noise. The weights are random (PyTorch's default init, seed 0), so the PSNR
 measures numeric fidelity only, not image quality.
 
-Stages (--stages): decode, encode, peers (diffusers), layers (every distinct conv of one chunk,
-alone, TFLOP/s), profile (top CUDA kernels of one decode), study (which layer kinds need fp32:
-float64 reference vs bf16 per kind, CPU). Timing: CUDA events (perf_counter on CPU), the median
+Stages (--stages): decode, encode, peers (diffusers), aoti (the decoder compiled by
+vdrt.export.vae, loaded back; on the lent GPU run with the libstdc++ LD_PRELOAD), layers (every
+distinct conv of one chunk, alone, TFLOP/s), profile (top CUDA kernels of one decode), study
+(which layer kinds need fp32: float64 reference vs bf16 per kind, CPU). Timing: CUDA events (perf_counter on CPU), the median
 of --reps calls after the first; the first call's excess over the median is reported as
 compile/warm-up time (`compile_s`), apart from the steady state.
 """
@@ -33,6 +34,7 @@ from common import Row, meta, write_rows
 
 log = logging.getLogger("vae_decode")
 CEILING_TFLOPS = 790.0  # bf16 GEMM 8192^3 on the H200 (DESIGN.md)
+REF = "ours-fp32 (the reference: cuDNN TF32 off)"
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,9 @@ def variants(device: str) -> dict[str, object]:
     }
 
 
-DEFAULT_DECODE = ("ours-fp32", "ours-bf16", "ours-bf16-cl", "ours-bf16-cl-sub", "ours-bf16-cl-sub-frame",
+DEFAULT_DECODE = ("ours-bf16", "ours-bf16-cl", "ours-bf16-cl-sub", "ours-bf16-cl-sub-frame",
                   "ours-bf16-cl-sub-taps2d", "ours-bf16-cl-sub-keep(conv_out)", "ours-bf16-cl-sub-compile")
-DEFAULT_ENCODE = ("ours-fp32", "ours-bf16", "ours-bf16-cl")
+DEFAULT_ENCODE = ("ours-bf16", "ours-bf16-cl")
 
 
 # --- the structured clip ---------------------------------------------------------------------------
@@ -204,13 +206,17 @@ class Bench:
         self.rows: list[Result] = []
         self.clip = render_clip(cfg.frames, cfg.height, cfg.width, device=cfg.device)
         self.ref = FastWanVAE(self.fresh(), variants(cfg.device)["ours-fp32"])
-        self.z = self.ref.encode(self.clip).float()  # (1, z, F, h, w): the structured clip's latents
-        self.ref_video = self.ref.decode(self.z).float()
-        clamped = (self.ref_video.abs() >= 1).float().mean().item()
-        log.info("latents %s (std %.3f); fp32 decode std %.3f, %.2f%% of values clamped", tuple(self.z.shape),
-                 self.z.std().item(), self.ref_video.std().item(), 100 * clamped)
-        self.dec_flops = model_flops(self.vcfg, tuple(self.z.shape), encode=False)
+        first, ms, z = timed(lambda: self.ref.encode(self.clip), 1, self.dev)
+        self.z = z.float()  # (1, z, F, h, w): the structured clip's latents
         self.enc_flops = model_flops(self.vcfg, tuple(self.z.shape), encode=True)
+        self.dec_flops = model_flops(self.vcfg, tuple(self.z.shape), encode=False)
+        self.add("vae_encode", REF, self.ref.opts, ms=ms, first_ms=first, tflops=self.enc_flops / ms / 1e9)
+        first, ms, video = timed(lambda: self.ref.decode(self.z), 1, self.dev)
+        self.ref_video = video.float()
+        clamped = (self.ref_video.abs() >= 1).float().mean().item()
+        self.add("vae_decode", REF, self.ref.opts, ms=ms, first_ms=first, tflops=self.dec_flops / ms / 1e9,
+                 note=f"std {self.ref_video.std().item():.3f}, {100 * clamped:.2f}% clamped; latents std "
+                      f"{self.z.std().item():.3f}")
 
     def fresh(self):
         from vdrt.models.wan_vae import WanVAE
@@ -235,12 +241,12 @@ class Bench:
                                 options=None if options is None else str(options), **kw))
         log.info("%s", self.rows[-1])
 
-    def measure(self, bench: str, name: str, options, fn, flops: float, quality) -> None:
+    def measure(self, bench: str, name: str, options, fn, flops: float, quality, reps: int | None = None) -> None:
         """Time fn, score its output with quality(out) -> dict, add a row; a failure becomes a row with its error."""
         try:
             if self.dev == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            first, ms, out = timed(fn, self.cfg.reps, self.dev)
+            first, ms, out = timed(fn, reps or self.cfg.reps, self.dev)
             self.add(bench, name, options, ms=ms, first_ms=first, compile_s=max(0.0, first - ms) / 1e3,
                      tflops=flops / ms / 1e9, **quality(out))
         except Exception as e:  # one failing variant must not lose the others' numbers
@@ -277,11 +283,11 @@ def run_peers(b: Bench) -> None:
         z = b.z.to(dtype)
         with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=True):
             b.measure("vae_decode", name, None, lambda: _no_grad(lambda: dm.decode(z).sample), b.dec_flops,
-                      lambda out: {"psnr_db": psnr(out, b.ref_video)})
+                      lambda out: {"psnr_db": psnr(out, b.ref_video)}, reps=1)
         if dtype == torch.float32:
             x = b.clip.to(dtype)
             b.measure("vae_encode", name, None, lambda: _no_grad(lambda: dm.encode(x).latent_dist.mode()),
-                      b.enc_flops, lambda out: {"snr_db": snr(out, b.z)})
+                      b.enc_flops, lambda out: {"snr_db": snr(out, b.z)}, reps=1)
         del dm
 
 
@@ -336,6 +342,30 @@ def run_study(cfg: Config) -> list[Result]:
     return rows
 
 
+# --- the decoder compiled with AOTInductor (an engine dir's vae/), loaded back and timed ---------------
+def run_aoti(b: Bench, name: str = "ours-bf16-cl-sub") -> None:
+    import tempfile
+    from pathlib import Path
+
+    from vdrt.export.vae import export_decoder
+    from vdrt.models.wan_vae.compiled import load_compiled_decoder
+    from vdrt.models.wan_vae.fast import FastWanVAE
+
+    opts = variants(b.dev)[name]
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            t0 = time.perf_counter()
+            m = export_decoder(FastWanVAE(b.fresh(), opts), Path(d) / "vae", tuple(b.z.shape[3:]))
+            build_s = time.perf_counter() - t0
+            dec = load_compiled_decoder(Path(d) / "vae", b.dev)
+        except Exception as e:
+            log.exception("aoti export failed")
+            b.add("vae_decode", f"aoti {name}", opts, error=f"{type(e).__name__}: {e}"[:300])
+            return
+        b.measure("vae_decode", f"aoti {name} (chunk {m['chunk']}, build {build_s:.0f} s)", opts,
+                  lambda: dec.decode(b.z), b.dec_flops, lambda out: {"psnr_db": psnr(out, b.ref_video)})
+
+
 # --- every distinct conv of one chunk, alone; and a kernel profile ---------------------------------
 class _ConvLog(torch.overrides.TorchFunctionMode):
     """Records each distinct conv call (function, input shape and layout, weight, stride, padding)."""
@@ -357,8 +387,6 @@ class _ConvLog(torch.overrides.TorchFunctionMode):
 def run_layers(b: Bench, name: str = "ours-bf16-cl-sub") -> None:
     """Each distinct conv of one steady-state chunk, timed alone (cuDNN autotuned): TFLOP/s and its
     share of the chunk, for conv3d and the taps2d alternative."""
-    from triton.testing import do_bench
-
     from vdrt.models.wan_vae.fast import ChunkStep, FastWanVAE, plan_chunk
 
     vae = FastWanVAE(b.fresh(), variants(b.dev)[name])
@@ -372,7 +400,7 @@ def run_layers(b: Bench, name: str = "ours-bf16-cl-sub") -> None:
         x = torch.randn_like(args[0])
         fn = lambda: vae._call(func, x, *args[1:], **kwargs)  # noqa: E731
         try:
-            ms = do_bench(fn, warmup=50, rep=200, return_mode="median")
+            ms = timed(fn, 10, b.dev)[1]
             flops = 2 * fn().numel() * args[1][0].numel()
             b.add("vae_conv", f"{fname} x{xshape} w{wshape} {'cl' if cl else 'ncdhw'} {rest}", None, ms=ms,
                   tflops=flops / ms / 1e9, total_ms=ms * count, note=f"{count} calls per {k}-frame chunk")
@@ -422,7 +450,7 @@ def main():
     args = ap.parse_args()
     cfg = Config(size=args.size, reps=args.reps, device=args.device, **SIZES[args.size])
     stages = args.stages.split(",")
-    bad = set(stages) - {"decode", "encode", "peers", "layers", "profile", "study"}
+    bad = set(stages) - {"decode", "encode", "peers", "layers", "profile", "study", "aoti"}
     unknown = set(args.decode.split(",")) - set(variants(cfg.device))
     unknown |= set(args.encode.split(",")) - set(variants(cfg.device)) - {"ours-bf16-cl-compile"}
     if bad or unknown:
@@ -444,6 +472,8 @@ def run(cfg: Config, stages, decode_names, encode_names, out) -> list[dict]:
         run_encode(b, encode_names)
     if "peers" in stages:
         run_peers(b)
+    if "aoti" in stages:
+        run_aoti(b)
     if "layers" in stages:
         run_layers(b)
     if "profile" in stages:

@@ -302,3 +302,36 @@ def test_config_round_trips_through_diffusers_keys():
     assert WanVAEConfig().time_factor == 4 and WanVAEConfig().space_factor == 8
     with pytest.raises(ConfigError, match="unknown wan-vae preset"):
         WanVAEConfig.from_name("wan9-vae")
+
+
+# --- on the GPU (the device script runs these with -m gpu) ------------------------------------------------
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def real_gpu():
+    """The real Wan2.1 config (random weights) on the GPU, a structured clip's latents, the fp32 decode."""
+    torch.backends.cudnn.allow_tf32 = False
+    m = perturbed(WanVAEConfig(), seed=4).cuda()
+    ref = FastWanVAE(copy.deepcopy(m), FastOptions(dtype="float32", channels_last=False, subpixel=False))
+    z = ref.encode(clip(17, 128, 192).cuda())
+    return m, z, ref.decode(z).float()
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("opts", [FastOptions(), FastOptions(compile="regions"), FastOptions(compile="chunk", chunk=2),
+                                  FastOptions(conv_impl="taps2d"), FastOptions(channels_last=False, subpixel=False)])
+def test_gpu_bf16_paths_keep_40db(real_gpu, opts, record_property):
+    m, z, want = real_gpu
+    got = FastWanVAE(copy.deepcopy(m), opts).decode(z)
+    record_property("psnr_db", psnr(got, want))
+    assert got.dtype == torch.bfloat16 and psnr(got, want) >= 40
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_fp32_fast_path_matches(real_gpu):
+    m, z, want = real_gpu
+    got = FastWanVAE(copy.deepcopy(m), FastOptions(dtype="float32", chunk=3)).decode(z)
+    assert rel(got, want) < 1e-4

@@ -97,7 +97,7 @@ def prepare(model: WanVAE, opts: FastOptions) -> WanVAE:
                 m.use_subpixel()
     set_precision(model, opts.torch_dtype, torch.float32, opts.keep_fp32)
     for p in model.parameters():
-        p.data = _layout(p.data, opts.channels_last)
+        p.data = param_layout(p.data, opts.channels_last)
     fused = torch.compile(norm_silu_history, dynamic=True) if opts.compile == "regions" else None
     for m in model.modules():
         if isinstance(m, CausalConv3d):
@@ -115,7 +115,7 @@ def set_precision(model: WanVAE, low: torch.dtype, high: torch.dtype, keep_high:
         p.data = p.data.to(high if param_kind(name) in keep_high else low)
 
 
-def _layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+def param_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     if not channels_last or t.dim() not in (4, 5):
         return t.contiguous()
     return t.contiguous(memory_format=torch.channels_last_3d if t.dim() == 5 else torch.channels_last)
@@ -187,20 +187,20 @@ class FastWanVAE:
             return fn(*args)
 
     def _chunks(self, x: torch.Tensor, bounds: list[tuple[int, int]], encode: bool) -> Iterator[torch.Tensor]:
-        """Run x[:, :, a:b] for each (a, b) in order; the first bound runs eagerly and sets the history keys."""
-        state: State = {}
-        a, b = bounds[0]
-        fn = self.model.encode_chunk if encode else self.model.decode_chunk
-        yield self._call(fn, x[:, :, a:b], state)
-        keys = list(state)
-        history = [state[k] for k in keys]
-        size = max((b - a for a, b in bounds[1:]), default=0)
-        for a, b in bounds[1:]:
-            chunk = x[:, :, a:b]
-            if b - a < size and self.opts.compile == "chunk":  # keep one compiled shape: pad the tail,
-                chunk = torch.cat([chunk] + [chunk[:, :, -1:]] * (size - (b - a)), 2)  # causal, so exact
-            out, *history = self._call(self._step(encode, keys), chunk, *map(self._layout, history))
-            yield out[:, :, :out.shape[2] * (b - a) // chunk.shape[2]]
+        """x[:, :, a:b] for each (a, b) in order: the first eagerly (it fixes the history keys), the rest
+        through the (compiled) ChunkStep."""
+        part, keys = self.model.part(encode), []
+
+        def first(chunk):
+            state: State = {}
+            out = self._call(part, chunk, state)
+            keys.extend(state)
+            return out, [state[k] for k in keys]
+
+        def step(chunk, *history):
+            return self._call(self._step(encode, keys), chunk, *history)
+        pad = max((b - a for a, b in bounds[1:]), default=0) if self.opts.compile == "chunk" else 0
+        yield from run_causal(first, step, x, bounds, self._layout, pad=pad)
 
     def decode_stream(self, z: torch.Tensor) -> Iterator[torch.Tensor]:
         """(B, z, F, h, w) -> chunks (B, 3, t, 8h, 8w) in [-1, 1], in time order, dtype of the path."""
@@ -211,23 +211,10 @@ class FastWanVAE:
             yield out.clamp(-1, 1)
 
     def frames_stream(self, z: torch.Tensor) -> Iterator[torch.Tensor]:
-        """(1, z, F, h, w) -> uint8 (t, H, W, 3) chunks on the host, in time order. Each chunk's copy to
-        (pinned) host memory is queued before the next chunk decodes and handed out after, so a writer
-        consuming chunk i runs while the GPU decodes chunk i+1."""
+        """(1, z, F, h, w) -> uint8 (t, H, W, 3) chunks on the host, in time order (see uint8_stream)."""
         if z.dim() != 5 or z.shape[0] != 1:
             raise ConfigError(f"frames_stream decodes one clip: latents (1, z, F, h, w), got {tuple(z.shape)}")
-        pending = None
-        for out in self.decode_stream(z):
-            u8 = ((out[0].float() + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous()
-            host = torch.empty(u8.shape, dtype=torch.uint8, pin_memory=u8.is_cuda)
-            host.copy_(u8, non_blocking=True)
-            done = torch.cuda.Event() if u8.is_cuda else None
-            if done is not None:
-                done.record()
-            if pending is not None:
-                yield _ready(*pending)
-            pending = (host, done)
-        yield _ready(*pending)
+        return uint8_stream(self.decode_stream(z))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, z, F, h, w) -> (B, 3, 4(F-1)+1, 8h, 8w) in [-1, 1]."""
@@ -242,6 +229,41 @@ class FastWanVAE:
         k = plan_chunk(self.config, self.opts, f, x.shape[3] // sf, x.shape[4] // sf)
         bounds = [(0, 1)] + [(1 + a * tf, 1 + b * tf) for a, b in _bounds(_split(f - 1, k))]
         return torch.cat(list(self._chunks(self._input(x), bounds, encode=True)), 2)
+
+
+def run_causal(first: Callable, step: Callable, x: torch.Tensor, bounds: list[tuple[int, int]],
+               layout: Callable = lambda t: t, pad: int = 0) -> Iterator[torch.Tensor]:
+    """Outputs of x[:, :, a:b] for each (a, b): first(chunk) -> (out, history) for the first bound, then
+    step(chunk, *history) -> (out, *history). With `pad`, a chunk shorter than `pad` frames is padded by
+    repeating its last frame and its output trimmed: exact (the VAE is causal), and one shape."""
+    (a, b), rest = bounds[0], bounds[1:]
+    out, history = first(x[:, :, a:b])
+    yield out
+    for a, b in rest:
+        chunk = x[:, :, a:b]
+        if b - a < pad:
+            chunk = torch.cat([chunk] + [chunk[:, :, -1:]] * (pad - (b - a)), 2)
+        out, *history = step(chunk, *map(layout, history))
+        yield out[:, :, :out.shape[2] * (b - a) // chunk.shape[2]]
+
+
+def uint8_stream(chunks: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """(1, 3, t, H, W) chunks in [-1, 1] -> uint8 (t, H, W, 3) on the host (vdrt.io's rounding). Each chunk's
+    copy to (pinned) host memory is queued before the next chunk is computed and handed out after, so a
+    writer consuming chunk i runs while the GPU decodes chunk i+1."""
+    pending = None
+    for out in chunks:
+        u8 = ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous()
+        host = torch.empty(u8.shape, dtype=torch.uint8, pin_memory=u8.is_cuda)
+        host.copy_(u8, non_blocking=True)
+        done = torch.cuda.Event() if u8.is_cuda else None
+        if done is not None:
+            done.record()
+        if pending is not None:
+            yield _ready(*pending)
+        pending = (host, done)
+    if pending is not None:
+        yield _ready(*pending)
 
 
 def _ready(host: torch.Tensor, done) -> torch.Tensor:
