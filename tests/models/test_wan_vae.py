@@ -151,7 +151,8 @@ def test_subpixel_upsample_is_nearest_then_conv():
 def test_taps2d_is_conv3d():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(1, 4, 6, 5, 7, generator=g, dtype=torch.float64)
-    w, b = torch.randn(3, 4, 3, 3, 3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    w = torch.randn(3, 4, 3, 3, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(3, generator=g, dtype=torch.float64)
     want = F.conv3d(x, w, b, padding=(0, 1, 1))
     assert (conv3d_taps2d(x, w, b, (1, 1)) - want).abs().max() < 1e-12
 
@@ -222,7 +223,8 @@ def test_frames_stream_is_decode_as_uint8():
 def test_normalize_round_trip():
     fast = FastWanVAE(perturbed(), FastOptions(dtype="float32"))
     mu = torch.randn(1, TINY.z_dim, 2, 2, 3)
-    mean, std = torch.tensor(TINY.latents_mean).view(1, -1, 1, 1, 1), torch.tensor(TINY.latents_std).view(1, -1, 1, 1, 1)
+    mean = torch.tensor(TINY.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(TINY.latents_std).view(1, -1, 1, 1, 1)
     assert torch.allclose(fast.normalize(mu), (mu - mean) / std)
     assert torch.allclose(fast.denormalize(fast.normalize(mu)), mu, atol=1e-6)
 
@@ -335,3 +337,37 @@ def test_gpu_fp32_fast_path_matches(real_gpu):
     m, z, want = real_gpu
     got = FastWanVAE(copy.deepcopy(m), FastOptions(dtype="float32", chunk=3)).decode(z)
     assert rel(got, want) < 1e-4
+
+
+CL = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+class _Layouts(torch.overrides.TorchFunctionMode):
+    """Records conv inputs that are not channels-last, and layout pins that had to copy (a layer lost the layout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs, self.lost = 0, []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        x = args[0] if args else None
+        if func in (torch.conv2d, torch.conv3d):
+            self.convs += 1
+            if not x.is_contiguous(memory_format=CL[x.dim()]):
+                self.lost.append(("conv input", tuple(x.shape)))
+        if func is torch.Tensor.contiguous and kwargs.get("memory_format") in CL.values() and x.dim() == 5 \
+                and x.shape[2] > 3 and not x.is_contiguous(memory_format=kwargs["memory_format"]):  # past chunk 0
+            self.lost.append(("pinned by a copy", tuple(x.shape)))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("encode", [False, True])
+def test_channels_last_flows_through(encode):
+    """Every conv gets channels-last input and no layer drops the layout (a copy per conv on the GPU)."""
+    fast = FastWanVAE(perturbed(), FastOptions(chunk=2))
+    x = fast._input(clip() if encode else torch.randn(1, TINY.z_dim, 3, 2, 3))
+    seen = _Layouts()
+    with seen:
+        fast.encode(x) if encode else fast.decode(x)
+    assert seen.convs > 30 and not seen.lost

@@ -100,6 +100,9 @@ def prepare(model: WanVAE, opts: FastOptions) -> WanVAE:
         p.data = param_layout(p.data, opts.channels_last)
     fused = torch.compile(norm_silu_history, dynamic=True) if opts.compile == "regions" else None
     for m in model.modules():
+        if isinstance(m, (CausalConv3d, Resample)):
+            m.memory_format = (torch.channels_last_3d if isinstance(m, CausalConv3d) else torch.channels_last) \
+                if opts.channels_last else None
         if isinstance(m, CausalConv3d):
             m.impl = opts.conv_impl
         if isinstance(m, RMSNorm):
@@ -170,7 +173,8 @@ class FastWanVAE:
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         """x in the path's memory format (a no-op when it is): compiled steps see one layout, compile once."""
-        return x.contiguous(memory_format=torch.channels_last_3d if self.opts.channels_last else torch.contiguous_format)
+        fmt = torch.channels_last_3d if self.opts.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
 
     def _step(self, encode: bool, keys: list[str]) -> Callable:
         sig = (encode, tuple(keys))

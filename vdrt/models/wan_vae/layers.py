@@ -29,11 +29,14 @@ def unframes(f: torch.Tensor, batch: int) -> torch.Tensor:
     return f.unflatten(0, (batch, -1)).transpose(1, 2)
 
 
-def history(state: State, key: str, like: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+def history(state: State, key: str, like: torch.Tensor, n: int, dtype: torch.dtype,
+            fmt: torch.memory_format | None = None) -> torch.Tensor:
     """The previous chunk's last n input frames of layer `key`; zeros at the clip start: (B, C, n, H, W)."""
     prev = state.get(key)
     if prev is None:
-        return torch.cat([torch.zeros_like(like[:, :, :1], dtype=dtype)] * n, 2)
+        b, c, _, h, w = like.shape
+        return torch.empty((b, c, n, h, w), dtype=dtype, device=like.device,
+                           memory_format=fmt or torch.contiguous_format).zero_()
     return prev.to(dtype)
 
 
@@ -62,15 +65,18 @@ class CausalConv3d(nn.Conv3d):
         self.time_pad = k[0] - 1 if causal else 0
         self.key = ""
         self.impl = "conv3d"
+        self.memory_format: torch.memory_format | None = None  # the input layout to pin (set by prepare)
 
     def forward(self, x: torch.Tensor, state: State | None = None, norm: "RMSNorm | None" = None) -> torch.Tensor:
         dt = self.weight.dtype
         if self.time_pad:
-            prev = history(state, self.key, x, self.time_pad, dt)
+            prev = history(state, self.key, x, self.time_pad, dt, self.memory_format)
             x = norm.silu_history(x, prev) if norm is not None else torch.cat([prev, x.to(dt)], 2)
-            state[self.key] = x[:, :, -self.time_pad:].clone()
+            state[self.key] = x[:, :, -self.time_pad:].clone(memory_format=self.memory_format or torch.preserve_format)
         else:
             x = (F.silu(norm(x)) if norm is not None else x).to(dt)
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)  # a no-op unless a layer lost the layout
         if self.impl == "taps2d" and self.kernel_size[0] > 1 and self.stride[0] == 1:
             return conv3d_taps2d(x, self.weight, self.bias, self.padding[1:])
         return F.conv3d(x, self.weight, self.bias, self.stride, self.padding)
@@ -146,6 +152,14 @@ class AttentionBlock(nn.Module):
         return x + o.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3).to(x.dtype)
 
 
+def interleave_time(y: torch.Tensor) -> torch.Tensor:
+    """(B, 2C, T, H, W) -> (B, C, 2T, H, W), frame 2t + j = channel group j of frame t; one copy, made in
+    (B, T, H, W, C) order so a channels_last_3d input gives a channels_last_3d output."""
+    b, c2, t, h, w = y.shape
+    y = y.permute(0, 2, 3, 4, 1).unflatten(-1, (2, c2 // 2))  # (B, T, H, W, 2, C)
+    return y.permute(0, 1, 4, 2, 3, 5).reshape(b, 2 * t, h, w, c2 // 2).permute(0, 4, 1, 2, 3)
+
+
 class Resample(nn.Module):
     """Spatial 2x up/down sampling per frame, with Wan's causal temporal 2x for the *3d modes:
     upsample2d/3d (B, C, T, H, W) -> (B, Co, T' , 2H, 2W); downsample2d/3d -> (B, C, T', H/2, W/2)."""
@@ -166,6 +180,7 @@ class Resample(nn.Module):
         elif mode == "downsample3d":
             self.time_conv = CausalConv3d(dim, dim, (3, 1, 1), stride=(2, 1, 1), causal=False)
         self.phase_weight = self.phase_bias = None  # set by use_subpixel()
+        self.memory_format: torch.memory_format | None = None  # the conv input layout to pin (set by prepare)
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
         if self.mode == "upsample3d":
@@ -181,10 +196,10 @@ class Resample(nn.Module):
         if self.time_conv.key not in state:  # clip start
             head, x = x[:, :, :1], x[:, :, 1:]
             if x.shape[2] == 0:
-                state[self.time_conv.key] = history(state, self.time_conv.key, head, 2, self.time_conv.weight.dtype)
+                tc = self.time_conv
+                state[tc.key] = history(state, tc.key, head, 2, tc.weight.dtype, tc.memory_format)
                 return head
-        y = self.time_conv(x, state)  # (B, 2C, T, H, W): two output frames per input frame
-        y = y.unflatten(1, (2, -1)).permute(0, 2, 3, 1, 4, 5).flatten(2, 3)
+        y = interleave_time(self.time_conv(x, state))  # (B, 2C, T, H, W): two output frames per input frame
         return y if head is None else torch.cat([head.to(y.dtype), y], 2)
 
     def _halve_time(self, x: torch.Tensor, state: State) -> torch.Tensor:
@@ -193,24 +208,28 @@ class Resample(nn.Module):
         key = self.time_conv.key
         head = x[:, :, :1] if key not in state else None
         xin = x if key not in state else torch.cat([state[key], x], 2)
-        state[key] = x[:, :, -1:].clone()
+        state[key] = x[:, :, -1:].clone(memory_format=self.time_conv.memory_format or torch.preserve_format)
         parts = [head] if head is not None else []
         if xin.shape[2] >= 3:
             parts.append(self.time_conv(xin).to(x.dtype))
         return torch.cat(parts, 2)
 
+    def _frames(self, x: torch.Tensor, pad=None) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B*T, C, H', W') in the conv's dtype and pinned layout, zero-padded by `pad`."""
+        f = frames(x.to(self.resample[1].weight.dtype))
+        f = F.pad(f, pad) if pad else f
+        return f if self.memory_format is None else f.contiguous(memory_format=self.memory_format)
+
     def _up2d(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.resample[1]
-        f = frames(x.to(conv.weight.dtype))
+        f = self._frames(x)
         if self.phase_weight is not None:
             return unframes(upsample_conv_subpixel(f, self.phase_weight, self.phase_bias), x.shape[0])
         f = F.interpolate(f, scale_factor=2.0, mode="nearest-exact")
         return unframes(conv(f), x.shape[0])
 
     def _down2d(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.resample[1]
-        f = F.pad(frames(x.to(conv.weight.dtype)), (0, 1, 0, 1))
-        return unframes(conv(f), x.shape[0])
+        return unframes(self.resample[1](self._frames(x, (0, 1, 0, 1))), x.shape[0])
 
     @torch.no_grad()
     def use_subpixel(self) -> None:
@@ -240,7 +259,15 @@ def phase_weights(w: torch.Tensor) -> torch.Tensor:
 def upsample_conv_subpixel(f: torch.Tensor, wp: torch.Tensor, bp: torch.Tensor) -> torch.Tensor:
     """(N, Ci, H, W) -> (N, Co, 2H, 2W), equal to conv3x3(nearest2x(f)) with the 3x3 weights `wp` came from."""
     n, _, h, w = f.shape
-    y = F.conv2d(F.pad(f, (1, 1, 1, 1)), wp, bp)  # (N, 4*Co, H+1, W+1)
+    fmt = torch.channels_last if f.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    y = F.conv2d(F.pad(f, (1, 1, 1, 1)).contiguous(memory_format=fmt), wp, bp)
     y = y.unflatten(1, (2, 2, -1))  # (N, p, q, Co, H+1, W+1)
-    rows = [torch.stack([y[:, p, q, :, p:p + h, q:q + w] for q in range(2)], -1) for p in range(2)]
-    return torch.stack(rows, -3).reshape(n, -1, 2 * h, 2 * w)  # (N, Co, H, p, W, q) -> (N, Co, 2H, 2W)
+    phases = [[y[:, p, q, :, p:p + h, q:q + w] for q in range(2)] for p in range(2)]
+    if torch.compiler.is_compiling():  # a pure gather: Inductor fuses it into the consumer
+        rows = [torch.stack(r, -1) for r in phases]
+        return torch.stack(rows, -3).reshape(n, -1, 2 * h, 2 * w)  # (N, Co, H, p, W, q) -> (N, Co, 2H, 2W)
+    out = torch.empty((n, y.shape[3], 2 * h, 2 * w), dtype=y.dtype, device=y.device, memory_format=fmt)
+    for p in range(2):
+        for q in range(2):
+            out[:, :, p::2, q::2] = phases[p][q]  # eager: one pass over the output
+    return out

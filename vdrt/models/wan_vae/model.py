@@ -203,7 +203,8 @@ def check_video(cfg: WanVAEConfig, x: torch.Tensor) -> None:
     t, h, w = x.shape[2:]
     tf, sf = cfg.time_factor, cfg.space_factor
     if t < 1 or (t - 1) % tf:
-        raise ConfigError(f"VAE encode: {t} frames; the causal VAE takes {tf}k+1 frames (e.g. {tf * max(1, t // tf) + 1})")
+        raise ConfigError(f"VAE encode: {t} frames; the causal VAE takes {tf}k+1 frames "
+                          f"(e.g. {tf * max(1, t // tf) + 1})")
     if h < sf or w < sf or h % sf or w % sf:
         raise ConfigError(f"VAE encode: frame size {h}x{w}; height and width must be positive multiples of {sf}")
     _check_values(x, "video")
