@@ -7,8 +7,8 @@ chunked causal calls, beside diffusers' AutoencoderKLWan (when it imports), same
 
 Quality: every decode row carries its PSNR against our fp32 decode (cuDNN TF32 off) of the same
 latents: the latents of a rendered clip (moving coloured shapes, drawn here with torch) encoded by
-the same VAE, not noise. The weights are random (PyTorch's default init, seed 0), so the PSNR
-measures numeric fidelity only, not image quality.
+the same VAE, not noise. The weights are random, so the PSNR measures numeric fidelity only, not image quality. Weights: PyTorch's default init, seed 0, norm gains
+drawn from 1 + 0.2 N(0, 1).
 
 Stages (--stages): decode, encode, peers (diffusers), aoti (the decoder compiled by
 vdrt.export.vae, loaded back; on the lent GPU run with the libstdc++ LD_PRELOAD), layers (every
@@ -93,7 +93,8 @@ def variants(device: str) -> dict[str, object]:
         "ours-bf16-cl-sub": bf,
         "ours-bf16-cl-sub-frame": dataclasses.replace(bf, chunk=1),
         "ours-bf16-cl-sub-taps2d": dataclasses.replace(bf, conv_impl="taps2d"),
-        "ours-bf16-cl-sub-keep(conv_out)": dataclasses.replace(bf, keep_fp32=("conv_out",)),
+        "ours-bf16-cl-sub-keep(conv_out)": dataclasses.replace(bf, keep_fp32=("norm", "conv_out")),
+        "ours-bf16-cl-sub-allbf16": dataclasses.replace(bf, keep_fp32=()),
         "ours-bf16-cl-sub-compile": dataclasses.replace(bf, compile="chunk"),
         "ours-bf16-cl-sub-compile-c10": dataclasses.replace(bf, compile="chunk", chunk=10),
         "ours-bf16-cl-sub-c10": dataclasses.replace(bf, chunk=10),
@@ -134,6 +135,20 @@ def render_clip(frames: int, height: int, width: int, seed: int = 0, shapes: int
 def _bounce(p: torch.Tensor) -> torch.Tensor:
     """Positions reflected into [0, 1] (a triangle wave): shapes bounce off the frame edges."""
     return 1 - (p.remainder(2) - 1).abs()
+
+
+def random_vae(vae_name: str, seed: int = 0):
+    """PyTorch's default init (seeded), with the norm gains drawn from 1 + 0.2 N(0, 1) instead of all ones
+    (a trained VAE's are not ones, and bf16 rounds 1.0 exactly)."""
+    from vdrt.models.wan_vae import WanVAE, WanVAEConfig
+
+    torch.manual_seed(seed)
+    m = WanVAE(WanVAEConfig.from_name(vae_name)).eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("gamma"):
+                p.mul_(1 + 0.2 * torch.randn_like(p))
+    return m
 
 
 # --- measuring -------------------------------------------------------------------------------------
@@ -200,13 +215,12 @@ class Bench:
     """One random-weight VAE (fp32 state on the device), the clip, its latents and the fp32 reference decode."""
 
     def __init__(self, cfg: Config):
-        from vdrt.models.wan_vae import WanVAE, WanVAEConfig
+        from vdrt.models.wan_vae import WanVAEConfig
         from vdrt.models.wan_vae.fast import FastWanVAE
 
         self.cfg, self.dev = cfg, cfg.device
         self.vcfg = WanVAEConfig.from_name(cfg.vae)
-        torch.manual_seed(0)
-        self.state = {k: v.to(cfg.device) for k, v in WanVAE(self.vcfg).state_dict().items()}
+        self.state = {k: v.to(cfg.device) for k, v in random_vae(cfg.vae).state_dict().items()}
         self.meta = meta()
         self.rows: list[Result] = []
         self.clip = render_clip(cfg.frames, cfg.height, cfg.width, device=cfg.device)
@@ -273,7 +287,6 @@ def run_decode(b: Bench, names) -> None:
         vae = FastWanVAE(b.fresh(), opts)
         b.measure("vae_decode", name, opts, lambda: vae.decode(b.z), b.dec_flops,
                   lambda out: {"psnr_db": psnr(out, b.ref_video)})
-        del vae
 
 
 def run_peers(b: Bench) -> None:
@@ -293,7 +306,6 @@ def run_peers(b: Bench) -> None:
             x = b.clip.to(dtype)
             b.measure("vae_encode", name, None, lambda: _no_grad(lambda: dm.encode(x).latent_dist.mode()),
                       b.enc_flops, lambda out: {"snr_db": snr(out, b.z)}, reps=1)
-        del dm
 
 
 def _no_grad(fn):
@@ -310,7 +322,6 @@ def run_encode(b: Bench, names) -> None:
         vae = FastWanVAE(b.fresh(), table[name])
         b.measure("vae_encode", name, table[name], lambda: vae.encode(b.clip), b.enc_flops,
                   lambda out: {"snr_db": snr(out, b.z)})
-        del vae
 
 
 # --- which layers need fp32 (CPU): float64 reference vs bf16 per layer kind --------------------------
@@ -320,11 +331,9 @@ def run_study(cfg: Config) -> list[Result]:
     standing in for fp32): all kinds in bf16, all but one, and one alone; PSNR against all-fp64."""
     import copy
 
-    from vdrt.models.wan_vae import WanVAE, WanVAEConfig
     from vdrt.models.wan_vae.fast import KINDS, set_precision
 
-    torch.manual_seed(0)
-    model = WanVAE(WanVAEConfig.from_name(cfg.vae)).double().eval()
+    model = random_vae(cfg.vae).double()
     clip = render_clip(cfg.frames, cfg.height, cfg.width).double()
     z = model.encode(clip)
     ref = model.decode(z)
@@ -411,7 +420,6 @@ def run_layers(b: Bench, name: str = "ours-bf16-cl-sub") -> None:
                   tflops=flops / ms / 1e9, total_ms=ms * count, note=f"{count} calls per {k}-frame chunk")
         except Exception as e:
             b.add("vae_conv", f"{fname} x{xshape} w{wshape}", None, error=f"{type(e).__name__}: {e}"[:300])
-        del x
 
 
 def run_profile(b: Bench, name: str = "ours-bf16-cl-sub", top: int = 25) -> None:

@@ -64,6 +64,16 @@ def test_state_dict_is_diffusers(pair):
     assert all(a[k].shape == b[k].shape for k in a)
 
 
+def test_same_seed_same_weights_as_diffusers():
+    """Modules are built in diffusers' order: a seeded random VAE is diffusers' seeded random VAE."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(7)
+    ours = WanVAE(TINY).state_dict()
+    torch.manual_seed(7)
+    ref = diffusers.AutoencoderKLWan(**TINY.to_diffusers()).state_dict()
+    assert all(torch.equal(ours[k], ref[k]) for k in ref)
+
+
 @pytest.mark.parametrize("chunk", [1, None, 2])
 def test_decode_matches_diffusers(pair, chunk, record_property):
     ours, ref = pair

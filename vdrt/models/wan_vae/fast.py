@@ -11,9 +11,9 @@ What it does to the model (`prepare`, in place):
   per dtype/layout, seconds), one fused kernel instead of ~6 passes; `compile="chunk"`: the whole chunk.
 
 How it runs a clip: frame 0 alone (eager), then `chunk` latent frames per call through one
-`ChunkStep` (`(chunk, *history) -> (out, *history')`), compiled once per chunk shape with
-`compile="chunk"`; the chunk shrinks so no activation passes 2^31 elements (cuDNN's 32-bit indexing) and, where
-possible, divides the remaining frames so every call has one shape.
+`ChunkStep` (`(chunk, *history) -> (out, *history')`), compiled once with `compile="chunk"` (a short
+last chunk is padded: exact, the VAE is causal). The chunk shrinks so that no activation passes 2^31
+elements (cuDNN's 32-bit indexing) and, where possible, divides the frames after frame 0.
 """
 from __future__ import annotations
 
@@ -39,8 +39,10 @@ COMPILE_MODES = ("none", "regions", "chunk")
 
 @dataclasses.dataclass(frozen=True)
 class FastOptions:
+    """How the fast path runs (see the module docstring); the defaults are the eager bf16 path."""
+
     dtype: str = "bfloat16"
-    keep_fp32: tuple[str, ...] = ()
+    keep_fp32: tuple[str, ...] = ("norm",)  # the norm gains: free (norms compute in fp32), +0.6 dB on CPU
     channels_last: bool = True
     subpixel: bool = True
     conv_impl: str = "conv3d"
@@ -64,9 +66,6 @@ class FastOptions:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
-
-
-REFERENCE = FastOptions(dtype="float32", channels_last=False, subpixel=False, chunk=5, cudnn_benchmark=False)
 
 
 def param_kind(name: str) -> str:
@@ -99,13 +98,13 @@ def prepare(model: WanVAE, opts: FastOptions) -> WanVAE:
     for p in model.parameters():
         p.data = param_layout(p.data, opts.channels_last)
     fused = torch.compile(norm_silu_history, dynamic=True) if opts.compile == "regions" else None
+    fmt3, fmt2 = (torch.channels_last_3d, torch.channels_last) if opts.channels_last else (None, None)
     for m in model.modules():
-        if isinstance(m, (CausalConv3d, Resample)):
-            m.memory_format = (torch.channels_last_3d if isinstance(m, CausalConv3d) else torch.channels_last) \
-                if opts.channels_last else None
         if isinstance(m, CausalConv3d):
-            m.impl = opts.conv_impl
-        if isinstance(m, RMSNorm):
+            m.memory_format, m.impl = fmt3, opts.conv_impl
+        elif isinstance(m, Resample):
+            m.memory_format = fmt2
+        elif isinstance(m, RMSNorm):
             m.fused = fused
     return model.eval()
 

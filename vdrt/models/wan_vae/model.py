@@ -23,8 +23,9 @@ class MidBlock(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
+        first = ResidualBlock(dim, dim)  # built in diffusers' order: the same seed gives the same weights
         self.attentions = nn.ModuleList([AttentionBlock(dim)])
-        self.resnets = nn.ModuleList([ResidualBlock(dim, dim), ResidualBlock(dim, dim)])
+        self.resnets = nn.ModuleList([first, ResidualBlock(dim, dim)])
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
         x = self.resnets[0](x, state)
