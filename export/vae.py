@@ -18,6 +18,7 @@ Both packages are static-shape: one latent size per directory (480p: 60 x 104).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -35,6 +36,7 @@ from vdrt.export.manifest import artifact_records, device_info, toolchain
 from vdrt.fsutil import atomic_path
 from vdrt.models.wan_vae.compiled import FIRST, FORMAT, MANIFEST, STEP, WEIGHTS
 from vdrt.models.wan_vae.fast import ChunkStep, FastWanVAE, plan_chunk
+from vdrt.models.wan_vae.layers import RMSNorm
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def export_decoder(vae: FastWanVAE, out, latent_size: tuple[int, int], chunk: in
     h, w = latent_size
     if h < 1 or w < 1:
         raise ConfigError(f"latent_size={latent_size}: both sides must be >= 1 latent pixel")
-    opts = vae.opts if chunk is None else dataclasses.replace(vae.opts, chunk=chunk)
+    opts = dataclasses.replace(vae.opts, chunk=chunk or vae.opts.chunk, compile="none")  # compiled whole here
     k = plan_chunk(vae.config, opts, 1 + opts.chunk, h, w)
     z = vae._input(torch.randn(1, vae.config.z_dim, 1 + k, h, w))
     part, state = vae.model.part(False), {}
@@ -57,7 +59,7 @@ def export_decoder(vae: FastWanVAE, out, latent_size: tuple[int, int], chunk: in
     programs = {FIRST: (ChunkStep(part, None, keys_out=keys), (z[:, :, :1],)),
                 STEP: (ChunkStep(part, keys), (z[:, :, 1:], *history))}
     configs = {**(inductor_configs or {}), "aot_inductor.package_constants_in_so": False}
-    with atomic_dir(Path(out), replace_any=force) as tmp:
+    with atomic_dir(Path(out), replace_any=force) as tmp, _plain_norms(vae.model):
         times, constants = _compile_all(programs, tmp, configs)
         _save_constants(constants, tmp / WEIGHTS)
         m = _manifest(vae, opts, (h, w), k, keys, history, tmp, times)
@@ -65,6 +67,20 @@ def export_decoder(vae: FastWanVAE, out, latent_size: tuple[int, int], chunk: in
             f.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     log.info("compiled VAE decoder written to %s (chunk %d, %s)", out, k, times)
     return m
+
+
+@contextlib.contextmanager
+def _plain_norms(model):
+    """Norms without their torch.compile'd region (compile="regions") while exporting: Inductor fuses them."""
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    saved = [m.fused for m in norms]
+    for m in norms:
+        m.fused = None
+    try:
+        yield
+    finally:
+        for m, f in zip(norms, saved):
+            m.fused = f
 
 
 def _compile_all(programs: dict, workdir: Path, configs: dict) -> tuple[dict, dict]:
