@@ -191,10 +191,14 @@ def test_compiled_chunk_pads_a_short_tail(monkeypatch):
         return lambda x, *h: shapes.append(tuple(x.shape)) or step(x, *h)
     monkeypatch.setattr(fast_mod.torch, "compile", fake_compile)
     m = perturbed()
-    z = torch.randn(1, TINY.z_dim, 6, 2, 3)  # 1 + 3 + 2: the tail is short
-    got = FastWanVAE(copy.deepcopy(m), FastOptions(dtype="float32", chunk=3, compile="chunk")).decode(z)
+    fast = FastWanVAE(copy.deepcopy(m), FastOptions(dtype="float32", chunk=3, compile="chunk"))
+    for f in (6, 3, 8):  # 1 + 3 + 2, 1 + 2, 1 + 3 + 3 + 1: the tails are short
+        z = torch.randn(1, TINY.z_dim, f, 2, 3)
+        assert rel(fast.decode(z), m.decode(z, chunk=1)) < 1e-5
     assert {s[2] for s in shapes} == {3}
-    assert rel(got, m.decode(z, chunk=1)) < 1e-5
+    x = clip()  # 9 frames = 1 + 4 + 4: 4-frame tails padded to 12
+    assert rel(fast.encode(x), m.encode(x, chunk=1)) < 1e-5
+    assert {s[2] for s in shapes} == {3, 12}
 
 
 def test_bf16_error_is_pytorchs_own(record_property):
@@ -246,6 +250,8 @@ def test_plan_chunk(monkeypatch):
     assert plan_chunk(real, FastOptions(chunk=6), 21, 60, 104) == 5  # a divisor of the 20 frames after frame 0
     assert plan_chunk(real, FastOptions(chunk=5), 18, 60, 104) == 5  # 17 has none: a padded / shorter tail
     assert plan_chunk(real, FastOptions(chunk=20), 21, 60, 104) == 10  # 20 would pass 2^31 elements
+    assert plan_chunk(real, FastOptions(chunk=6, compile="chunk"), 21, 60, 104) == 6  # one shape: tails padded
+    assert plan_chunk(real, FastOptions(chunk=20, compile="chunk"), 3, 60, 104) == 13  # the 2^31 cap only
     monkeypatch.setattr(fast_mod, "MAX_ELEMENTS", 10 ** 6)
     with pytest.raises(ConfigError, match="too large"):
         plan_chunk(real, FastOptions(), 21, 60, 104)
@@ -344,6 +350,21 @@ def test_gpu_bf16_paths_keep_40db(real_gpu, opts, record_property):
     got = FastWanVAE(copy.deepcopy(m), opts).decode(z)
     record_property("psnr_db", psnr(got, want))
     assert got.dtype == torch.bfloat16 and psnr(got, want) >= 40
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_chunk_step_compiles_once(real_gpu):
+    """compile="chunk": one graph for every clip length (tails padded), layouts normalised between calls."""
+    from torch._dynamo.utils import counters
+
+    m, z, want = real_gpu
+    torch._dynamo.reset()
+    counters.clear()
+    fast = FastWanVAE(copy.deepcopy(m), FastOptions(compile="chunk", chunk=3))
+    for f in (5, 3, 4):
+        assert psnr(fast.decode(z[:, :, :f]), want[:, :, :4 * f - 3]) >= 40
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 @gpu

@@ -189,9 +189,10 @@ class FastWanVAE:
                                                          allow_tf32=torch.backends.cudnn.allow_tf32):
             return fn(*args)
 
-    def _chunks(self, x: torch.Tensor, bounds: list[tuple[int, int]], encode: bool) -> Iterator[torch.Tensor]:
+    def _chunks(self, x: torch.Tensor, bounds: list[tuple[int, int]], encode: bool,
+                size: int) -> Iterator[torch.Tensor]:
         """x[:, :, a:b] for each (a, b) in order: the first eagerly (it fixes the history keys), the rest
-        through the (compiled) ChunkStep."""
+        through the (compiled) ChunkStep; with compile="chunk" every one padded to `size` frames."""
         part, keys = self.model.part(encode), []
 
         def first(chunk):
@@ -202,7 +203,7 @@ class FastWanVAE:
 
         def step(chunk, *history):
             return self._call(self._step(encode, keys), chunk, *history)
-        pad = max((b - a for a, b in bounds[1:]), default=0) if self.opts.compile == "chunk" else 0
+        pad = size if self.opts.compile == "chunk" else 0
         yield from run_causal(first, step, x, bounds, self._layout, pad=pad)
 
     def decode_stream(self, z: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -210,7 +211,7 @@ class FastWanVAE:
         check_latents(self.config, z)
         k = plan_chunk(self.config, self.opts, z.shape[2], z.shape[3], z.shape[4])
         bounds = _bounds([1] + _split(z.shape[2] - 1, k))
-        for out in self._chunks(self._input(z), bounds, encode=False):
+        for out in self._chunks(self._input(z), bounds, encode=False, size=k):
             yield out.clamp(-1, 1)
 
     def frames_stream(self, z: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -231,7 +232,7 @@ class FastWanVAE:
         sf = self.config.space_factor
         k = plan_chunk(self.config, self.opts, f, x.shape[3] // sf, x.shape[4] // sf)
         bounds = [(0, 1)] + [(1 + a * tf, 1 + b * tf) for a, b in _bounds(_split(f - 1, k))]
-        return torch.cat(list(self._chunks(self._input(x), bounds, encode=True)), 2)
+        return torch.cat(list(self._chunks(self._input(x), bounds, encode=True, size=k * tf)), 2)
 
 
 def run_causal(first: Callable, step: Callable, x: torch.Tensor, bounds: list[tuple[int, int]],
@@ -243,9 +244,8 @@ def run_causal(first: Callable, step: Callable, x: torch.Tensor, bounds: list[tu
     out, history = first(x[:, :, a:b])
     yield out
     for a, b in rest:
-        chunk = x[:, :, a:b]
-        if b - a < pad:
-            chunk = torch.cat([chunk] + [chunk[:, :, -1:]] * (pad - (b - a)), 2)
+        tail = [x[:, :, b - 1:b]] * max(0, pad - (b - a))
+        chunk = layout(torch.cat([x[:, :, a:b]] + tail, 2))  # a fresh tensor: every call has the same strides
         out, *history = step(chunk, *map(layout, history))
         yield out[:, :, :out.shape[2] * (b - a) // chunk.shape[2]]
 
@@ -288,14 +288,18 @@ def _bounds(sizes: list[int]) -> list[tuple[int, int]]:
 
 
 def plan_chunk(cfg: WanVAEConfig, opts: FastOptions, num_latent: int, h: int, w: int) -> int:
-    """Latent frames per call after frame 0: at most opts.chunk, small enough that the largest activation
-    stays under MAX_ELEMENTS, and a divisor of the remaining frames when one is at least half that."""
-    k = max(1, min(opts.chunk, num_latent - 1))
+    """Latent frames per call after frame 0: at most opts.chunk and small enough that the largest activation
+    stays under MAX_ELEMENTS; then, for eager calls, a divisor of the remaining frames when one is at least
+    half that (compile="chunk" keeps one chunk for every clip length: short tails are padded)."""
+    k = opts.chunk if opts.compile == "chunk" else max(1, min(opts.chunk, num_latent - 1))
     while k > 1 and largest_activation(cfg, opts, k, h, w) > MAX_ELEMENTS:
         k -= 1
     if largest_activation(cfg, opts, k, h, w) > MAX_ELEMENTS:
-        raise ConfigError(f"VAE: a {8 * h}x{8 * w} frame is too large for one call even one latent frame at a "
-                          f"time ({largest_activation(cfg, opts, 1, h, w)} elements > 2^31); decode a smaller size")
+        sf = cfg.space_factor
+        raise ConfigError(f"VAE: a {sf * h}x{sf * w} frame is too large for one call even one latent frame at a "
+                          f"time ({largest_activation(cfg, opts, 1, h, w)} elements > 2^31); use a smaller size")
+    if opts.compile == "chunk":
+        return k
     divisors = [d for d in range(k, 0, -1) if (num_latent - 1) % d == 0 and 2 * d >= k]
     return divisors[0] if divisors else k
 
