@@ -106,7 +106,8 @@ def variants(device: str) -> dict[str, object]:
 
 
 DEFAULT_DECODE = ("ours-bf16", "ours-bf16-cl", "ours-bf16-cl-sub", "ours-bf16-cl-sub-frame",
-                  "ours-bf16-cl-sub-taps2d", "ours-bf16-cl-sub-keep(conv_out)", "ours-bf16-cl-sub-compile")
+                  "ours-bf16-cl-sub-taps2d", "ours-bf16-cl-sub-keep(conv_out)", "ours-bf16-cl-sub-allbf16",
+                  "ours-bf16-cl-sub-compile")
 DEFAULT_ENCODE = ("ours-bf16", "ours-bf16-cl")
 
 
