@@ -55,7 +55,8 @@ def test_set_adapters_scale_zero_equals_the_base(pipe, tmp_path, record_property
     pipe.set_adapters(["a"], [0.0])
     err = rel_err(pipe("a fox", **SMALL).frames, base)
     record_property("rel_err_scale0_vs_base_latents", err)
-    assert err <= 1e-6  # fp32 rounding of adding then subtracting the .diff deltas
+    assert err <= 1e-5  # the weights back within fp32 rounding (adding, then subtracting the deltas), carried
+    #                     through the steps (measured 6.0e-7); the LoRA itself moves the latents by > 1e-2
     record_property("max_abs_weight_err_scale0", assert_weights_restored(module_of(pipe)))
 
 
