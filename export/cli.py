@@ -23,17 +23,37 @@ def build_command(args) -> int:
             sh.parse_triple(flag.replace("_", "-"), getattr(args, flag))  # format errors first, before any loading
     check_backend(args.backend, args.precision, {})
     check_out(args.out, getattr(args, "force", False))
+    trust = bool(getattr(args, "trust_pickle", False))
+    specs, recipe = _adapter_args(args, trust)  # LoRA files and scales, the recipe's fit: before any loading
     _maybe_preload(args.backend)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    den = _load(args.model, device)
+    den = _load(args.model, device, specs, trust)
     shapes = sh.shapes_from_pixels(den.config, *_pixel_sizes(args, den.config), batch=args.batch,
                                    text_len=getattr(args, "text_len", None))
     t0 = time.perf_counter()
     out = build(den, args.backend, args.out, precision=args.precision, shapes=shapes,
                 cache=not getattr(args, "no_cache", False), load=False, force=getattr(args, "force", False),
-                **_source(args.model))
+                **_source(args.model), **_adapters(den, recipe))
     _report(out, time.perf_counter() - t0)
     return 0
+
+
+def _adapter_args(args, trust_pickle: bool):
+    """(checked --lora specs, the recipe to record or None)."""
+    from vdrt.pipeline.adapters import lora_specs
+    from vdrt.pipeline.recipe import choose
+    from vdrt.pipeline.sources import describe
+
+    specs = lora_specs(getattr(args, "lora", None), trust_pickle)
+    return specs, choose(getattr(args, "recipe", None), describe(args.model))
+
+
+def _adapters(den, recipe) -> dict:
+    """Build options the manifest records (build.options): the fused LoRAs (file, sha256, scale), the recipe."""
+    from vdrt.models.lora import lora_manifest_entries
+
+    entries = lora_manifest_entries(den)
+    return {**({"loras": entries} if entries else {}), **({"recipe": recipe.name} if recipe is not None else {})}
 
 
 def _source(model: str) -> dict:
@@ -53,11 +73,11 @@ def _maybe_preload(backend: str) -> None:
         aoti_preload.ensure_preload(force=True)
 
 
-def _load(model: str, device: torch.device):
+def _load(model: str, device: torch.device, lora: list, trust_pickle: bool):
     from vdrt.pipeline.sources import load_denoiser_for
 
     log.info("loading %s on %s", model, device)
-    return load_denoiser_for(model, dtype=torch.float32, device=device)
+    return load_denoiser_for(model, dtype=torch.float32, device=device, trust_pickle=trust_pickle, lora=lora)
 
 
 def _pixel_sizes(args, config) -> tuple[str, str, str]:

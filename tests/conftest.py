@@ -4,14 +4,22 @@ Without a GPU, Triton kernels run on its CPU interpreter, and TRITON_INTERPRET m
 before any module decorates a kernel: here, before any test module is imported. The op
 registry never picks a kernel automatically for CPU tensors, so models and pipelines keep
 the torch ops; kernel tests call the kernels (or force them) explicitly.
+
+Shared helpers are imported as `from tests.<area>.<module> import ...` from any folder: the repo root
+is appended to sys.path here, before any test module is collected (appended, so an installed vdrt
+still wins over the checkout's folder).
 """
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 
 @pytest.fixture(scope="module")

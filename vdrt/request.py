@@ -48,6 +48,7 @@ class Defaults:
     fps: int = 8
     sampler_timesteps: tuple = ()  # few-step samplers: the distilled timesteps
     trained_size: tuple | None = None  # (frames, height, width) a model was trained at; other sizes refused
+    recipe: str | None = None  # a few-step recipe the model's own files name (vdrt.samplers.recipes)
 
     @classmethod
     def from_card(cls, d: dict) -> "Defaults":

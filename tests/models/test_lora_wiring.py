@@ -56,6 +56,19 @@ def test_check_lora_arg_takes_paths_and_pairs(tmp_path):
         lora.check_lora_arg([a, tmp_path / "missing.safetensors"])
 
 
+def test_check_lora_arg_refuses_pickles_and_unknown_files_before_reading(tmp_path):
+    pickled, other = tmp_path / "style.pt", tmp_path / "style.txt"
+    pickled.write_bytes(b"not read")
+    other.write_bytes(b"not read")
+    with pytest.raises(CheckpointError, match="style.pt is a pickle checkpoint; vdrt does not unpickle files by "
+                                              "default.*--trust-pickle"):
+        lora.check_lora_arg([(pickled, 0.5)], trust_pickle=False)
+    assert lora.check_lora_arg([(pickled, 0.5)], trust_pickle=True) == [(str(pickled), 0.5)]
+    assert lora.check_lora_arg([pickled]) == [(str(pickled), 1.0)]  # None: refused when read, if not trusted
+    with pytest.raises(CheckpointError, match="style.txt is neither .safetensors nor a pickle"):
+        lora.check_lora_arg([other], trust_pickle=True)
+
+
 def test_load_denoiser_fuses_loras_in_order(tmp_path, record_property):
     a, b = random_spec(seed=3), random_spec(seed=4, rank=2)
     pa, pb = save(tmp_path, a, "diffusers", "a"), save(tmp_path, b, "original", "b")

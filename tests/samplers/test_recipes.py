@@ -109,3 +109,8 @@ def test_contradicting_settings_are_refused():
         r.check_overrides(num_steps=30)
     with pytest.raises(ConfigError, match="distilled for guidance 1; guidance_scale=5.0 contradicts it"):
         r.check_overrides(guidance_scale=5.0)
+    r.check_overrides(sampler="fewstep", shift=5.0)
+    with pytest.raises(ConfigError, match="samples with fewstep; sampler='unipc' contradicts it"):
+        r.check_overrides(sampler="unipc")
+    with pytest.raises(ConfigError, match="shifts its timesteps by 5; shift=8.0 contradicts it"):
+        r.check_overrides(shift=8.0)

@@ -3,6 +3,11 @@
 Sizes are pixels, as MIN:OPT:MAX (or one number for a fixed size); they are converted to the
 model's latent units (Wan: (F-1)/4+1 frames, /8 spatially; pixel-space models 1:1). Builds are
 cached by content ($VDRT_CACHE, default ~/.cache/vdrt/engines), so a repeated build is a copy.
+
+`--lora PATH[:SCALE]` (repeatable) fuses LoRAs into the weights before the export: the engine runs them
+at zero cost, and its manifest records each one's file, sha256 and scale (`vdrt run ENGINE --lora`
+accepts only those). `--recipe NAME` records the few-step recipe `vdrt run` uses (default: the one the
+model's card or config names).
 """
 from __future__ import annotations
 
@@ -23,6 +28,11 @@ def add_parser(sub):
     p.add_argument("--no-cache", action="store_true", help="build even if the build cache has this engine")
     p.add_argument("--out", required=True, help="engine directory to write (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace the engine directory at --out")
+    p.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]",
+                   help="a LoRA fused into the weights before the build (repeatable); recorded in the manifest")
+    p.add_argument("--recipe", default=None, help="few-step recipe recorded for `vdrt run` (wan-4step-distill | "
+                   "fastwan-3step | none; default: the one the model names)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt checkpoints and LoRAs")
     p.set_defaults(func=run_build)
 
 

@@ -5,7 +5,7 @@ defaults (read from its card or config, no weights) -> the Pipeline -> the write
 """
 from __future__ import annotations
 
-from vdrt.cli.options import GEN_FLAGS, SWITCHES
+from vdrt.cli.options import GEN_FLAGS, REPEATED_FLAGS, SWITCHES
 from vdrt.errors import ConfigError
 
 RUN_DOC = """`vdrt run ENGINE_DIR PROMPT -o out.mp4`: generate with a built engine directory (from `vdrt build`).
@@ -28,6 +28,8 @@ def add_parser(sub, name: str = "generate"):
                        "the embedded vdrt-tiny)")
     for flag, typ, hlp in GEN_FLAGS:
         p.add_argument(flag, type=typ, default=None, help=hlp)
+    for flag, metavar, hlp in REPEATED_FLAGS:
+        p.add_argument(flag, action="append", default=None, metavar=metavar, help=hlp)
     p.add_argument("--dtype", default=None, help=argparse_suppress())  # older spelling of --precision
     p.add_argument("--config", default=None, help="TOML run config; command-line flags override it")
     for flag, hlp in SWITCHES:

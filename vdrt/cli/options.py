@@ -16,6 +16,8 @@ GEN_FLAGS = [
     ("--seed", int, "random seed (default 0)"),
     ("--sampler", str, "euler | unipc | dpm++2m | fewstep"),
     ("--shift", float, "flow-matching timestep shift"),
+    ("--recipe", str, "few-step recipe of a step-distilled model: wan-4step-distill | fastwan-3step | none (default: "
+                      "the one the model's card or config names); sets the sampler, steps, shift and guidance"),
     ("--mode", str, "t2v | i2v | extend | interpolate | inpaint | outpaint | v2v"),
     ("--image", str, "image for i2v (first frame)"),
     ("--video", str, "video for extend / interpolate / inpaint / outpaint / v2v"),
@@ -38,6 +40,9 @@ SWITCHES = [("--cuda-graphs", "replay the denoiser through CUDA graphs"),
             ("--trust-pickle", "allow .bin/.pt checkpoints"),
             ("--no-progress", "no progress bar"),
             ("--force", "replace an existing output")]
+# repeatable flags (a list of values; dest as above): LoRAs, fused into the denoiser before anything runs
+REPEATED_FLAGS = [("--lora", "PATH[:SCALE]", "a LoRA (.safetensors) fused into the denoiser at SCALE (default 1); "
+                   "repeat for several. With `vdrt run`: the engine must have been built with them")]
 
 
 def model_of(opts: dict) -> str:
@@ -68,7 +73,8 @@ def checked_request(opts: dict):
     """The request, resolved against the model's defaults and sizes, before any weight is loaded."""
     from vdrt.pipeline.sources import describe
 
-    attention_schedule(opts)  # the attention flags are checked here too, before anything loads
+    attention_schedule(opts)  # the attention and LoRA flags are checked here too, before anything loads
+    lora_specs(opts)
     req = request(opts)
     model = model_of(opts)
     if opts.get("command") == "run" and not (Path(model) / "manifest.json").is_file():
@@ -76,7 +82,24 @@ def checked_request(opts: dict):
 
         raise EngineError(f"{model} is not an engine directory (no manifest.json); build one with `vdrt build`")
     info = describe(model)
-    return req.resolved(info.defaults, info.geometry, info.name)
+    return with_recipe(req, opts, info)
+
+
+def lora_specs(opts: dict) -> list:
+    """--lora PATH[:SCALE] (repeatable; TOML `lora = [...]`) -> checked [(path, scale)]."""
+    from vdrt.pipeline.adapters import lora_specs as specs
+
+    return specs(opts.get("lora"), bool(opts.get("trust_pickle")))
+
+
+def with_recipe(req, opts: dict, info):
+    """The request resolved against the model's defaults under --recipe (or the model's own recipe); a recipe
+    that does not fit the model, or flags that contradict it, are refused."""
+    from vdrt.pipeline.recipe import check_request, choose, defaults_with
+
+    recipe = choose(opts.get("recipe"), info)
+    check_request(recipe, req, info)
+    return req.resolved(defaults_with(info.defaults, recipe), info.geometry, info.name)
 
 
 def build_pipeline(opts: dict):
@@ -92,7 +115,8 @@ def build_pipeline(opts: dict):
         vdrt.ops.set_choice("attention", opts["attention"])
     pipe = vdrt.Pipeline.from_pretrained(model, dtype=dtype, device=opts.get("device"),
                                          cuda_graphs=bool(opts.get("cuda_graphs")),
-                                         trust_pickle=bool(opts.get("trust_pickle")))
+                                         trust_pickle=bool(opts.get("trust_pickle")),
+                                         lora=lora_specs(opts), recipe=opts.get("recipe"))
     if schedule is not None:
         pipe.hooks.append(schedule)
     return pipe

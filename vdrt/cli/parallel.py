@@ -58,7 +58,7 @@ def preflight(opts: dict, world_size: int) -> None:
 
 def child_argv(opts: dict) -> list[str]:
     """The command each child runs after `python -m vdrt`: the parent's merged options as flags."""
-    from vdrt.cli.options import GEN_FLAGS, SWITCHES
+    from vdrt.cli.options import GEN_FLAGS, REPEATED_FLAGS, SWITCHES
 
     cmd = opts.get("command") or "generate"
     argv = [cmd] + ["-v"] * int(opts.get("verbose") or 0) + (["-q"] if opts.get("quiet") else [])
@@ -71,6 +71,7 @@ def child_argv(opts: dict) -> list[str]:
         if value is not None:
             argv += [flag, str(value)]
     argv += [flag for flag, _ in SWITCHES if opts.get(flag.lstrip("-").replace("-", "_"))]
+    argv += [a for flag, _, _ in REPEATED_FLAGS for v in opts.get(flag.lstrip("-")) or [] for a in (flag, str(v))]
     positional = ([str(opts["model"])] if cmd == "run" else []) + ([opts["prompt"]] if opts.get("prompt") else [])
     return argv + (["--", *positional] if positional else [])
 

@@ -3,7 +3,8 @@
 Keys are the flags' names (dashes or underscores), at the top level or in a `[generate]` table.
 Types are strict: a bool is not a number, a string is not a bool (`trust-pickle = "false"` is
 refused, not read as true), an int is not a float for `seed`. Unknown keys are refused with the
-list of known ones.
+list of known ones. `lora` takes a list of "PATH[:SCALE]" strings (or one); a `--lora` on the command line
+replaces the config's whole list.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from vdrt.errors import ConfigError
 
 def _schema():
     """The run-config schema (pydantic, imported only when a config is read)."""
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
 
     class RunConfig(BaseModel):
         model_config = ConfigDict(strict=True, extra="forbid")
@@ -30,6 +31,8 @@ def _schema():
         seed: Optional[int] = Field(None, ge=0, lt=2**63)
         sampler: Optional[str] = None
         shift: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+        recipe: Optional[str] = None
+        lora: Optional[list[str]] = None  # "PATH[:SCALE]" strings (one string is taken as a list of one)
         mode: Optional[str] = None
         image: Optional[str] = None
         video: Optional[str] = None
@@ -51,6 +54,11 @@ def _schema():
         trust_pickle: Optional[bool] = None
         no_progress: Optional[bool] = None
         force: Optional[bool] = None
+
+        @field_validator("lora", mode="before")
+        @classmethod
+        def _one_lora(cls, v):
+            return [v] if isinstance(v, str) else v
 
     return RunConfig
 

@@ -21,9 +21,11 @@ import logging
 import torch
 
 from vdrt.pipeline import conditioning, native
+from vdrt.pipeline import recipe as recipe_mod
+from vdrt.pipeline.adapters import LoraLoaderMixin
 from vdrt.pipeline.call import request_from_call
 from vdrt.pipeline.outputs import package
-from vdrt.pipeline.sources import Parts, device_and_dtype, resolve
+from vdrt.pipeline.sources import Parts, describe, device_and_dtype, resolve
 from vdrt.request import GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -41,28 +43,46 @@ class _Run:
     start: int = 0
 
 
-class Pipeline:
-    """prompt (+ image / video / mask) -> video; `hooks` are step hooks run by the sampling loop."""
+class Pipeline(LoraLoaderMixin):
+    """prompt (+ image / video / mask) -> video; `hooks` are step hooks run by the sampling loop.
 
-    def __init__(self, parts: Parts):
+    LoRAs: diffusers' `load_lora_weights`, `set_adapters`, `fuse_lora`, ... (vdrt.pipeline.adapters).
+    `recipe`: the few-step recipe every call runs (vdrt.pipeline.recipe), None when there is none.
+    """
+
+    def __init__(self, parts: Parts, recipe: str | None = None):
         self.engine, self.codec, self.text_encoder = parts.engine, parts.codec, parts.text_encoder
         self.image_encoder, self.info = parts.image_encoder, parts.info
+        self.use_recipe(recipe)
         self.hooks: list = []
         self._progress: dict = {}
 
     @classmethod
     def from_pretrained(cls, source, dtype=None, device=None, cuda_graphs: bool = False, trust_pickle: bool = False,
-                        torch_dtype=None):
+                        torch_dtype=None, lora=None, recipe: str | None = None):
         """A preset, an embedded model, a diffusers-format directory, or an engine directory.
 
         `torch_dtype` is diffusers' name for `dtype` (default: bf16 on CUDA, fp32 on the CPU).
+        `lora`: LoRA files (paths or (path, scale) pairs) fused into the denoiser (an engine: those it was built
+        with). `recipe`: a few-step recipe name (vdrt.samplers.recipes), "none", or None for the one the model's
+        own config or card names. Both are checked before any weight loads.
         """
         if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
             from vdrt.errors import ConfigError
 
             raise ConfigError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
+        recipe_mod.choose(recipe, describe(source))
         return cls(resolve(source, dtype=dtype or torch_dtype, device=device, cuda_graphs=cuda_graphs,
-                           trust_pickle=trust_pickle))
+                           trust_pickle=trust_pickle, lora=lora), recipe=recipe)
+
+    def use_recipe(self, name: str | None) -> None:
+        """Run later calls with few-step recipe `name` ("none": none; None: the one the model names), e.g. after
+        loading or unloading a step-distillation LoRA. Refused when it does not fit the model."""
+        self.recipe = recipe_mod.choose(name, self.info)
+        if self.recipe is not None:
+            r = self.recipe
+            log.info("recipe %s: fewstep at timesteps %s, shift %g, guidance %g%s", r.name, list(r.timesteps), r.shift,
+                     r.guidance_scale, " (no CFG)" if not r.guidance.enabled else "")
 
     @property
     def name(self) -> str:
@@ -70,7 +90,8 @@ class Pipeline:
 
     @property
     def defaults(self):
-        return self.info.defaults
+        """The model's generation defaults, with the recipe's sampler, steps, guidance and shift."""
+        return recipe_mod.defaults_with(self.info.defaults, self.recipe)
 
     @property
     def config(self):
@@ -96,6 +117,7 @@ class Pipeline:
     def __call__(self, prompt=None, **kwargs):
         """A `GenerateRequest`, or its fields as keywords (vdrt's or diffusers' names); see vdrt.pipeline.call."""
         req, call = request_from_call(prompt, kwargs)
+        recipe_mod.check_request(self.recipe, req, self.info)
         req = req.resolved(self.defaults, self.codec.geometry, self.name)
         videos = [self.generate_one(req, p, k, call) for p in req.prompts for k in range(req.num_videos)]
         return package(videos, req, call, self.codec)
@@ -109,16 +131,13 @@ class Pipeline:
     # ------------------------------------------------------------------ preparation
 
     def _prepare(self, req: GenerateRequest, prompt: str, index: int) -> _Run:
-        from vdrt import samplers
         from vdrt.pipeline.encoders import encode_prompts
         from vdrt.samplers import CFGModel, Guidance
 
         seed = req.seed + index
         gen = req.generator if req.generator is not None else torch.Generator().manual_seed(seed)
         guide = Guidance(req.guidance, *req.guidance_range)
-        kw = {"shift": req.shift} if req.sampler != "fewstep" else {"timesteps": self.defaults.sampler_timesteps or None}
-        sampler = samplers.get(req.sampler, generator=req.generator if req.generator is not None else seed,
-                               **{k: v for k, v in kw.items() if v is not None})
+        sampler = self._sampler(req, req.generator if req.generator is not None else seed)
         cond = conditioning.build(req, self.codec)
         shape = self.codec.geometry.latent_shape(req.num_frames, req.height, req.width)
         pos, neg = encode_prompts(self.text_encoder, self.config.text_dim, prompt, req.negative_prompt,
@@ -127,6 +146,15 @@ class Pipeline:
         model = CFGModel(self.engine, pos, neg, guide, cond=extra, device=self.device, dtype=self.engine.dtype)
         start = sampler.start_index(req.num_steps, req.strength) if req.mode == "v2v" else 0
         return _Run(sampler, gen, cond, model, shape, start)
+
+    def _sampler(self, req: GenerateRequest, generator):
+        """The recipe's sampler (fewstep at its timesteps and shift), else the request's."""
+        from vdrt import samplers
+
+        if self.recipe is not None:
+            return self.recipe.sampler(generator=generator)
+        kw = {"shift": req.shift} if req.sampler != "fewstep" else {"timesteps": self.defaults.sampler_timesteps or None}
+        return samplers.get(req.sampler, generator=generator, **{k: v for k, v in kw.items() if v is not None})
 
     def _initial_latents(self, req: GenerateRequest, run: _Run) -> torch.Tensor:
         noise = _noise(req, run)  # (1, C, F, h, w)

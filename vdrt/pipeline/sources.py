@@ -115,8 +115,11 @@ def describe(source) -> ModelInfo:
         return _describe_engine(path)
     if path.is_dir():
         cfg = _checkpoint_config(path)
-        kind = "diffusers" if (path / "model_index.json").is_file() else "checkpoint"
-        return ModelInfo(kind, str(path), cfg, defaults_for(cfg))
+        if not (path / "model_index.json").is_file():
+            return ModelInfo("checkpoint", str(path), cfg, defaults_for(cfg))
+        index = path / "model_index.json"  # a diffusers pipeline: its own few-step recipe, if it names one
+        recipe = _named_recipe(_json(index), index)
+        return ModelInfo("diffusers", str(path), cfg, defaults_for(cfg).replace(recipe=recipe))
     if str(source) in embedded.names():
         card = embedded.card(str(source))
         cfg = models.config_from_dict(card.config)
@@ -142,11 +145,26 @@ def _describe_engine(path: Path) -> ModelInfo:
 
     m = inspect_engine(path)
     cfg = config_object(m["model_config"])
-    source = m.get("build", {}).get("options", {}).get("source")
-    if source in embedded.names():  # built from an embedded model: its own text encoder and defaults
-        card = embedded.card(source)
-        return ModelInfo("engine", str(path), cfg, Defaults.from_card(card.defaults), card)
-    return ModelInfo("engine", str(path), cfg, defaults_for(cfg))
+    options = m.get("build", {}).get("options", {})
+    recipe = _named_recipe(options, path / "manifest.json")  # recorded by `vdrt build` (see vdrt build --recipe)
+    if options.get("source") in embedded.names():  # built from an embedded model: its own text encoder and defaults
+        card = embedded.card(options["source"])
+        return ModelInfo("engine", str(path), cfg, Defaults.from_card(card.defaults).replace(recipe=recipe), card)
+    return ModelInfo("engine", str(path), cfg, defaults_for(cfg).replace(recipe=recipe))
+
+
+def _named_recipe(d, where) -> str | None:
+    """The few-step recipe a config names (its "recipe" key; docs/lora.md), checked to be a name."""
+    name = d.get("recipe") if isinstance(d, dict) else None
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"{where}: \"recipe\" must name a few-step recipe (a string), got {name!r}")
+    return name
+
+
+def _json(path: Path) -> dict:
+    from vdrt import loader
+
+    return loader.read_json(path)
 
 
 def _checkpoint_config(path: Path):
@@ -167,26 +185,42 @@ def _checkpoint_config(path: Path):
 # ---------------------------------------------------------------- resolve (loads)
 
 
-def resolve(source, dtype=None, device=None, cuda_graphs: bool = False, trust_pickle: bool = False) -> Parts:
-    """Load `source` into the parts a Pipeline runs (see the module doc for the kinds of source)."""
+def resolve(source, dtype=None, device=None, cuda_graphs: bool = False, trust_pickle: bool = False,
+            lora=None) -> Parts:
+    """Load `source` into the parts a Pipeline runs (see the module doc for the kinds of source).
+
+    `lora`: LoRA files (paths or (path, scale) pairs), checked before anything loads and fused into the
+    denoiser; an engine's weights are baked, so it must have been built with exactly those (vdrt build --lora).
+    """
+    from vdrt.models.lora import apply_loras, check_lora_arg
+
+    specs = check_lora_arg(lora, trust_pickle)
     device, dtype = device_and_dtype(device, dtype)
     info = describe(source)
     if info.kind == "engine":
+        from vdrt.pipeline.adapters import check_engine
+
+        check_engine(info.name, specs)
         return _from_engine_dir(info, device, cuda_graphs)
-    if info.kind == "embedded":
-        return _from_card(info, dtype, device, cuda_graphs)
+    parts = _from_card(info, dtype, device, cuda_graphs) if info.kind == "embedded" else \
+        _from_module(source, info, dtype, device, cuda_graphs, trust_pickle)
+    apply_loras(parts.engine.module, specs, fuse=True, trust_pickle=trust_pickle)
+    return parts
+
+
+def _from_module(source, info: ModelInfo, dtype, device, cuda_graphs, trust_pickle) -> Parts:
     den = load_denoiser_for(source, dtype, device, trust_pickle)
-    root = Path(info.name)
     if info.kind == "diffusers":
-        return _from_diffusers_pipeline(root, den, info, dtype, device, cuda_graphs)
+        return _from_diffusers_pipeline(Path(info.name), den, info, dtype, device, cuda_graphs)
     return Parts(_engine(den, cuda_graphs), codec_for(den.config, device), _placeholder_text(den.config), info)
 
 
-def load_denoiser_for(source, dtype=torch.float32, device="cpu", trust_pickle: bool = False):
-    """The denoiser module of any non-engine source (a card, checkpoint, diffusers dir or preset)."""
+def load_denoiser_for(source, dtype=torch.float32, device="cpu", trust_pickle: bool = False, lora=None):
+    """The denoiser module of any non-engine source (a card, checkpoint, diffusers dir or preset), with
+    `lora` fused in (vdrt.load_denoiser's argument)."""
     from vdrt.loader import load_denoiser
 
-    return load_denoiser(source, dtype=dtype, device=device, trust_pickle=trust_pickle)
+    return load_denoiser(source, dtype=dtype, device=device, trust_pickle=trust_pickle, lora=lora)
 
 
 def _engine(module, cuda_graphs: bool):

@@ -64,14 +64,20 @@ class Recipe:
                     f"{config.cond_channels} conditioning channels (image-to-video)")
         return None
 
-    def check_overrides(self, num_steps=None, guidance_scale=None) -> None:
-        """Refuse a step count or guidance scale that contradicts the recipe (None = not given)."""
+    def check_overrides(self, num_steps=None, guidance_scale=None, sampler=None, shift=None) -> None:
+        """Refuse a step count, guidance scale, sampler or shift that contradicts the recipe (None = not given)."""
         if num_steps is not None and num_steps != self.num_steps:
             raise ConfigError(f"recipe {self.name!r} runs {self.num_steps} steps (timesteps {list(self.timesteps)}); "
                               f"num_steps={num_steps} contradicts it: drop one of the two")
         if guidance_scale is not None and guidance_scale != self.guidance_scale:
             raise ConfigError(f"recipe {self.name!r} was distilled for guidance {self.guidance_scale:g}; "
                               f"guidance_scale={guidance_scale} contradicts it: drop one of the two")
+        if sampler is not None and sampler != FewStep.name:
+            raise ConfigError(f"recipe {self.name!r} samples with {FewStep.name}; sampler={sampler!r} contradicts it: "
+                              "drop one of the two")
+        if shift is not None and shift != self.shift:
+            raise ConfigError(f"recipe {self.name!r} shifts its timesteps by {self.shift:g}; shift={shift} contradicts "
+                              "it: drop one of the two")
 
 
 _LIGHTX2V = "LightX2V configs/distill/wan21/wan_t2v_distill_lora_4step_cfg.json + WanStepDistillScheduler"

@@ -22,7 +22,7 @@ from vdrt.checkpoint import PICKLE_SUFFIXES
 from vdrt.errors import ConfigError
 from vdrt.models.lora import apply
 from vdrt.models.lora.apply import Adapter, check_scale
-from vdrt.models.lora.files import lora_path, read_lora_file
+from vdrt.models.lora.files import check_lora_file, lora_path, read_lora_file
 from vdrt.models.lora.formats import FORMATS, LoraWeights, resolve
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,10 @@ def parse_lora_flag(text: str) -> tuple[str, float]:
         return text, 1.0
 
 
-def check_lora_arg(lora) -> list[tuple[str, float]]:
-    """`lora=` of load_denoiser (paths or (path, scale) pairs) -> [(path, scale)], checked before any loading."""
+def check_lora_arg(lora, trust_pickle: bool | None = None) -> list[tuple[str, float]]:
+    """`lora=` of load_denoiser (paths or (path, scale) pairs) -> [(path, scale)], checked before any loading:
+    each file exists and is a safetensors or a pickle (a pickle refused here when `trust_pickle` is False; None
+    leaves that to the read), each scale is finite."""
     if lora is None:
         return []
     if isinstance(lora, (str, Path)) or (isinstance(lora, tuple) and len(lora) == 2 and _is_scale(lora[1])):
@@ -191,7 +193,7 @@ def check_lora_arg(lora) -> list[tuple[str, float]]:
     specs = []
     for item in lora:
         path, scale = (item, 1.0) if isinstance(item, (str, Path)) else _pair(item)
-        specs.append((str(lora_path(path)), check_scale(scale)))
+        specs.append((str(check_lora_file(lora_path(path), trust_pickle)), check_scale(scale)))
     return specs
 
 

@@ -36,13 +36,22 @@ def _single_file(d: Path) -> Path:
     return files[0]
 
 
+def check_lora_file(path: Path, trust_pickle: bool | None = None) -> Path:
+    """Refuse, before anything is read, a file that is neither safetensors nor a pickle, and a pickle when
+    `trust_pickle` is False (None: not known yet; the read refuses it then)."""
+    if path.suffix not in (".safetensors",) + PICKLE_SUFFIXES:
+        raise CheckpointError(f"LoRA file {path} is neither .safetensors nor a pickle ({', '.join(PICKLE_SUFFIXES)})")
+    if path.suffix in PICKLE_SUFFIXES and trust_pickle is False:
+        read_pickle(path, trust_pickle=False)  # raises the one refusal message (convert, or --trust-pickle)
+    return path
+
+
 def read_lora_file(path: Path, trust_pickle: bool = False) -> tuple[dict[str, torch.Tensor], "PeftMeta | None"]:
     """A LoRA file's tensors, and the PEFT config from its safetensors header (None if it has none)."""
     if path.suffix == ".safetensors":
         return _tensors_only(read_safetensors(path), str(path)), PeftMeta.from_header(_header(path), str(path))
-    if path.suffix in PICKLE_SUFFIXES:
-        return _tensors_only(read_pickle(path, trust_pickle), str(path)), None
-    raise CheckpointError(f"LoRA file {path} is neither .safetensors nor a pickle ({', '.join(PICKLE_SUFFIXES)})")
+    check_lora_file(path)
+    return _tensors_only(read_pickle(path, trust_pickle), str(path)), None
 
 
 def _header(path: Path) -> dict:
