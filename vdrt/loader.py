@@ -38,7 +38,7 @@ def load_denoiser(source, dtype: torch.dtype = torch.float32, device="cpu", trus
     """
     from vdrt.models.lora import apply_loras, check_lora_arg
 
-    specs = check_lora_arg(lora)
+    specs = check_lora_arg(lora, trust_pickle=trust_pickle)  # a pickle LoRA is refused before the base loads
     model = _load(source, trust_pickle).to(device=device, dtype=dtype).eval().requires_grad_(False)
     apply_loras(model, specs, fuse=True, trust_pickle=trust_pickle)
     return model

@@ -237,8 +237,8 @@ def codec_for(cfg, device, vae_dir: Path | None = None):
         return PixelCodec(patch)
     if cfg.family == "wan":
         if vae_dir is not None:
-            return WanVAECodec.from_directory(vae_dir, patch, dtype=torch.float32, device=device)
-        return WanVAECodec.random(patch, device=device)
+            return WanVAECodec.from_directory(vae_dir, patch, device=device)  # bf16 fast path on CUDA
+        return WanVAECodec.random(patch, dtype=None, device=device)
     raise ConfigError(f"a {cfg.family} model with {cfg.in_channels} latent channels needs a VAE to make video; "
                       "use a diffusers directory with vae/, or call the denoiser directly (vdrt.load_denoiser)")
 
