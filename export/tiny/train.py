@@ -7,7 +7,7 @@ How (see `trainer` for the loop, `modes` for the conditioning, `arch` for the mo
 - data rendered on the training device every step, at variable length and size (shape buckets
   9..33 frames, 64..128 px, ~`--tokens` tokens a batch), every conditioning mode trained through
   random masks and hints (t2v, i2v, extend, interpolate, slowmo, inpaint, outpaint, grow, remove,
-  v2v, upscale), captions dropped 10% of the time (the zero context of CFG);
+  v2v, upscale, continue), captions dropped 10% of the time (the zero context of CFG);
 - flow matching with a shifted logit-normal (shift 3, 10% uniform), loss on all pixels;
 - AdamW (0.9, 0.99, fused on CUDA), warmup then cosine to 10% over a horizon fitted to the
   budget, grad clip 1, bf16 autocast and torch.compile on CUDA, EMA 0.999 (what the card ships).

@@ -76,3 +76,26 @@ def test_remove_hole_covers_the_object():
     hole = M.remove_hole(s, torch.zeros(16, dtype=torch.long))
     full = raster.masks(s, trajectories(s))[:, 0]
     assert (full <= hole).all()
+
+
+def test_continue_switches_motion_where_the_known_frames_end():
+    from vdrt.export.tiny.data.captions import parse_caption
+    from vdrt.export.tiny.quality.detector import detect
+
+    s, b = _batch(Geometry(33, 64, 64), n=24, probs=_only("continue"))
+    keep = b.cond[:, 3].amax((2, 3)).bool()  # (B, T)
+    k = keep.sum(1)
+    assert (k >= 2).all() and all(row[:n].all() and not row[n:].any() for row, n in zip(keep, k))
+    old = raster.to_model(raster.render(s))
+    late = torch.arange(33)[None] >= k[:, None]
+    assert torch.equal(b.x0[:, :, :8][~late[:, None, :8].expand(-1, 3, -1)], old[:, :, :8][~late[:, None, :8]
+                       .expand(-1, 3, -1)])  # the known frames are the old scene's
+    right = 0
+    texts = decode(b.ids)
+    clips = ((b.x0.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    for clip, text, n in zip(clips, texts, k.tolist()):
+        want = {o["colour"]: o["motion"] for o in parse_caption(text)}
+        got = {d.colour: d.motion for d in detect(clip[n:])}
+        right += sum(want[c] == got.get(c) or (want[c] == "bouncing" and got.get(c) == "diagonal") for c in want)
+    n_obj = sum(len(parse_caption(t)) for t in texts)
+    assert right / n_obj > 0.8  # the caption tells the motion after the switch
