@@ -1,9 +1,10 @@
 """The quality gate: the default model at fixed seeds on the CPU, held to bounds set from measured spread.
 
-    python -m vdrt.export.tiny.quality.gate              # check (what tests/export/tiny/quality/test_gate.py runs)
-    python -m vdrt.export.tiny.quality.gate --measure    # re-measure and rewrite the bounds (after a new default)
+    python -m vdrt.export.tiny.quality.gate             # check (what tests/.../quality/test_gate.py runs)
+    python -m vdrt.export.tiny.quality.gate --measure   # re-measure, rewrite the bounds (after a new default)
 
-The bounds file (`tests/export/tiny/quality/gate.json`, from the repository root; `--file`) holds the model, the clips, the tasks and, per metric, the value
+The bounds file (`tests/export/tiny/quality/gate.json`, from the repository root; `--file`)
+holds the model, the clips, the tasks and, per metric, the value
 measured here and its run-to-run spread: the largest difference between runs with 1 or 2 torch
 threads and batches of all clips or 2 (float summation order changes; the noise is paired, so
 nothing else does). A check fails when a metric is worse than its value by more than its

@@ -33,7 +33,8 @@ def test_frame_modes():
     for name, check in [("i2v", lambda k: k.tolist() == [True] + [False] * 16),
                         ("extend", lambda k: 1 <= k.sum() <= 8 and k[: k.sum()].all()),
                         ("interpolate", lambda k: k.tolist() == [True] + [False] * 15 + [True]),
-                        ("slowmo", lambda k: k.tolist() in ([bool(i % 2 == 0) for i in t], [bool(i % 4 == 0) for i in t]))]:
+                        ("slowmo", lambda k: k.tolist() in ([bool(i % 2 == 0) for i in t],
+                                                            [bool(i % 4 == 0) for i in t]))]:
         _, b = _batch(n=16, probs=_only(name))
         frames = b.cond[:, 3].amax((2, 3)).bool()  # (B, T)
         assert (b.cond[:, 3] == frames[:, :, None, None]).all(), name  # whole frames
