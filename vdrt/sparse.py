@@ -19,7 +19,7 @@ on an axis covers that whole axis. Windows may differ per head. Text cross-atten
 
     layout = TileLayout.for_grid((21, 30, 52))                 # Wan-1.3B 480p x 81 frames
     plan = layout.plan((5, 3, 5))                              # about 25% of the key tiles
-    out = attention_torch(q, k, v, plan)                       # (B, L, H, D) in tile order
+    out = attention_torch(q, k, v, plan)                       # (B, L, N, K) in tile order
 
 Plans hold int32 tables for the kernel (`vdrt.kernels.attention_sparse`):
   lut (Hp, T, V)    key tile ids per query tile (Hp = 1, or H with per-head windows), full tiles
@@ -288,7 +288,7 @@ def token_mask(plan: Plan, head: int = 0, rows: slice | None = None) -> torch.Te
 
 def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, chunk: int = 4096) -> torch.Tensor:
     """Block-sparse attention through SDPA with a boolean mask, query rows in chunks:
-    (B, L, H, D) x3 in tile order -> (B, L, H, D)."""
+    (B, L, N, K) x3 in tile order -> (B, L, N, K)."""
     import torch.nn.functional as F
 
     check_inputs(q, k, v, plan)
