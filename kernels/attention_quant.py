@@ -34,7 +34,7 @@ KINDS = ("int8", "fp8")
 def reference_rows(x: torch.Tensor, kind: str = "int8", extra_scale: float = 1.0):
     """float64 codes (B, L, N, K) and scales (B, N, L) as `quantize_rows` computes them."""
     xd = x.double()
-    sc = xd.abs().amax(-1).clamp_min(EPS) / _qmax(kind)  # (B, L, H)
+    sc = xd.abs().amax(-1).clamp_min(EPS) / _qmax(kind)  # (B, L, N)
     return _codes(xd / sc[..., None], kind), (sc * extra_scale).permute(0, 2, 1)
 
 

@@ -306,7 +306,7 @@ def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Pla
 def check_inputs(q, k, v, plan: Plan) -> None:
     n = plan.layout.num_tokens
     if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape or q.shape[1] != n:
-        raise ConfigError(f"sparse attention takes q, k, v of one shape (B, {n}, H, D) (the grid "
+        raise ConfigError(f"sparse attention takes q, k, v of one shape (B, {n}, N, K) (the grid "
                           f"{plan.layout.grid} in tile order); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if plan.lut.shape[0] not in (1, q.shape[2]):
         raise ConfigError(f"the plan has {plan.lut.shape[0]} per-head windows; q has {q.shape[2]} heads")
