@@ -294,13 +294,25 @@ def _attention_int8_fake(q, k, v, scale=None, pv_fp8=None):
 
 
 def emulate(q, k, v) -> torch.Tensor:
-    """The kernel's numerics in torch (the float64 simulation of its quantization, P and V rounding),
-    in q's dtype: what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there."""
-    if q.shape[-1] > 256 or q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+    """The kernel's numerics in torch, fast enough for the quality oracle on a CPU: the same int8 codes
+    of Q (per token, softmax scale folded) and smoothed K (per block), e4m3 V per channel and P scaled
+    onto e4m3 (448 * exp2(s - m)), in float32 with one pass (the row max over all keys, where the
+    kernel's online softmax uses the running max: P's rounding grid differs slightly). In q's dtype:
+    what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there."""
+    if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         from vdrt import ops
 
         return ops.attention_torch(q, k, v)
-    return reference_quantized(q, k, v, block_n=DEFAULT.block_n).to(q.dtype)
+    d, lk = q.shape[-1], k.shape[1]
+    q8, qs = AQ.reference_rows(q.float(), "int8", LOG2E * d ** -0.5)  # (B, L, N, K), (B, N, L)
+    k8, ks = AQ.reference_blocks(k.float(), *AQ.uniform_blocks(lk, DEFAULT.block_n, "cpu"), kind="int8")
+    ks = ks.repeat_interleave(DEFAULT.block_n, dim=-1)[..., :lk]  # (B, N, Lk)
+    s = torch.einsum("blnk,bmnk->bnlm", q8.float(), k8.float()) * qs.float()[..., :, None] * ks.float()[..., None, :]
+    p = torch.exp2(s - s.amax(-1, keepdim=True) + LOG2_FP8_MAX)
+    vs = v.float().abs().amax(dim=1, keepdim=True).clamp_min(AQ.EPS) / FP8_MAX  # (B, 1, N, K)
+    v8 = (v.float() / vs).to(torch.float8_e4m3fn).float()
+    out = torch.einsum("bnlm,bmnk->blnk", p.to(torch.float8_e4m3fn).float(), v8) / p.sum(-1).transpose(1, 2)[..., None]
+    return (out * vs).to(q.dtype)
 
 
 def supports(q, k, v, *args, **kwargs) -> bool:
