@@ -146,10 +146,17 @@ def default_variant(block: int, eight: bool) -> SparseVariant:
     return SparseVariant(eight=eight, pv_fp8=False, warps=8, stages=3, tma=True, ws=not eight)
 
 
-@lru_cache(maxsize=64)
 def device_tables(plan, device: torch.device):
     """(starts, lens, lut, lut_rows, counts) of `plan` on `device`, made once per plan and device;
-    lut_rows = starts[lut], the first row of each visited tile."""
+    lut_rows = starts[lut], the first row of each visited tile (real tensors even while torch traces)."""
+    from vdrt.sparse import eager
+
+    with eager():
+        return _device_tables(plan, torch.device(device))
+
+
+@lru_cache(maxsize=64)
+def _device_tables(plan, device: torch.device):
     lay = plan.layout
     rows = lay.starts[plan.lut.long()]
     return tuple(t.to(device).contiguous() for t in (lay.starts, lay.lens, plan.lut, rows, plan.counts))
