@@ -80,6 +80,9 @@ class CachePolicy(StepHook):
             raise ConfigError(f"--cache {self.name}: the model did not hand its block stack to the policy (a "
                               "compiled engine or a CUDA-graph replay); step caching needs an eager vdrt model "
                               "(the torch backend, without --cuda-graphs)")
+        if step.index == self.num_steps - 1:
+            log.info("%s: %d of %d row-steps reused the cached residual (%.0f%%)", self.spec, self.stats["skipped"],
+                     self.stats["run"] + self.stats["skipped"], 100 * self.skipped_fraction)
 
     # ---------------------------------------------------------------- the stack
 

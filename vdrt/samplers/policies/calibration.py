@@ -6,7 +6,7 @@ relative L1 change of the first block's modulated input (TeaCache's signal), of 
 "cache_calibration" dict:
 
     {"teacache": {"coefficients": [c4, c3, c2, c1, c0],     # poly: input change -> residual change
-                  "points": n, "r2": 0.97},
+                  "range": [x_min, x_max], "points": n, "r2": 0.97},  # inputs are clamped to the range
      "magcache": {"ratios": [1.0, g1, ...], "num_steps": N},  # mean residual magnitude ratio per step
      "runs": {...}}                                            # what was run (prompts, seeds, steps)
 
@@ -82,7 +82,8 @@ def fit_teacache(records: list[dict]) -> dict:
     pred = np.polyval(coef, x)
     ss = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - float(((y - pred) ** 2).sum()) / ss if ss > 0 else 1.0
-    return {"coefficients": [float(c) for c in coef], "points": len(pts), "r2": r2}
+    return {"coefficients": [float(c) for c in coef], "range": [float(x.min()), float(x.max())], "points": len(pts),
+            "r2": r2}
 
 
 def fit_magcache(records: list[dict], num_steps: int) -> dict:

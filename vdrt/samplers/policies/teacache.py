@@ -10,7 +10,8 @@ the stack's output it predicts), is accumulated:
     else             ->  run the blocks, acc = 0
 
 The first and the last step always run (as TeaCache). The polynomial comes from the model's
-calibration (`vdrt calibrate MODEL`: "teacache": {"coefficients": [highest power first]}); without
+calibration (`vdrt calibrate MODEL`: "teacache": {"coefficients": [highest power first], "range": the
+inputs it was fitted on, which clamp the input}); without
 one the identity (poly(x) = x) is used, with a warning: thresholds then mean "accumulated relative
 change of the modulated input".
 """
@@ -39,10 +40,13 @@ class TeaCache(CachePolicy):
             log.warning("teacache: no calibration for this model: using poly(x) = x (run `vdrt calibrate MODEL` "
                         "to fit its polynomial)")
         self.coefficients = tuple(float(c) for c in (fitted or IDENTITY))
+        lo, hi = (self.calibration or {}).get("teacache", {}).get("range") or (0.0, float("inf"))
+        self.range = (float(lo), float(hi))
 
     def rescale(self, rel: float) -> float:
-        """poly(rel) by Horner's rule, clamped at 0 (a fitted polynomial may dip below 0 near 0)."""
-        acc = 0.0
+        """poly(rel) by Horner's rule; rel clamped to the fitted range (a quartic explodes outside it), the result
+        at 0 (a fitted polynomial may dip below 0 near 0)."""
+        rel, acc = min(max(rel, self.range[0]), self.range[1]), 0.0
         for c in self.coefficients:
             acc = acc * rel + c
         return max(0.0, acc)
