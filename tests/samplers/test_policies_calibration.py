@@ -95,3 +95,10 @@ def test_an_unreadable_overlay_says_how_to_fix_it(overlay):
     (overlay / "m-0.json").write_text("{not json")
     with pytest.raises(ConfigError, match="vdrt calibrate"):
         calibration.load("m-0")
+
+
+def test_few_points_give_a_low_degree_fit_not_an_interpolating_quartic():
+    recs = [{"step": i, "row": 0, "probe_rel": 0.1 * i, "residual_rel": 0.2 * i + 0.05 * (-1) ** i, "magnitude": 1.0,
+             "ratio": 1.0} for i in range(1, 6)]
+    fit = calibration.fit_teacache(recs)
+    assert len(fit["coefficients"]) == 2 and fit["r2"] < 1.0  # a line through 5 noisy points

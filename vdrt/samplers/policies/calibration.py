@@ -69,7 +69,8 @@ def fit(records: list[list[dict]], num_steps: int, runs: dict | None = None) -> 
 
 
 def fit_teacache(records: list[dict]) -> dict:
-    """Least-squares polynomial residual_rel ~ poly(probe_rel), degree <= 4 (fewer points: lower)."""
+    """Least-squares polynomial residual_rel ~ poly(probe_rel), degree <= 4 with at least 4 points a degree (fewer
+    points: a lower degree; 4 to 7 points: a line), so a few steps never give an interpolating quartic."""
     import numpy as np
 
     pts = [(r["probe_rel"], r["residual_rel"]) for r in records
@@ -77,7 +78,7 @@ def fit_teacache(records: list[dict]) -> dict:
     if len(pts) < 2:
         raise ConfigError("calibration needs at least 3 sampling steps (2 step-to-step changes); use more --steps")
     x, y = np.array(pts, dtype=np.float64).T
-    deg = min(DEGREE, len(pts) - 1, max(1, len(set(x.round(12))) - 1))
+    deg = min(DEGREE, max(1, len(pts) // 4), max(1, len(set(x.round(12))) - 1))  # >= 4 points a coefficient
     coef = np.polyfit(x, y, deg)
     pred = np.polyval(coef, x)
     ss = float(((y - y.mean()) ** 2).sum())
