@@ -20,7 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PROMPTS = ("a red circle bouncing", "a blue square sliding to the left", "waves rolling onto a beach at sunset")
+PROMPTS = ("a red circle bouncing", "a blue square moving left", "a green triangle falling")  # the tiny vocabulary
 SEEDS = (0, 1)
 
 
