@@ -13,6 +13,7 @@ from vdrt.errors import ConfigError
 from vdrt.models import stepcache
 from vdrt.samplers import CFGModel, Guidance, get, sample
 from vdrt.samplers.policies.caching import CachePolicy
+from vdrt.samplers.policies.fbcache import FirstBlockCache
 from vdrt.samplers.policies.cachespec import parse
 from cache_helpers import model_and_inputs, run
 
@@ -168,3 +169,27 @@ def test_bad_thresholds_are_refused():
     for bad in (-0.1, 1.5, float("nan"), True, "0.1"):
         with pytest.raises(ConfigError, match="threshold"):
             TeaCache(bad)
+
+
+def test_a_switch_to_sparse_tile_order_drops_the_cached_residuals():
+    """Dense steps run the stack in raster order, sparse ones in tile order: the policy starts over at the switch
+    (an always-skipping first-block cache then runs steps 0 and 2 only), and never adds a raster-order residual
+    to tile-ordered tokens."""
+    from vdrt.samplers.policies.attention import AttentionSchedule
+    from vdrt.sparse import SparseConfig
+
+    m, _, ctx = model_and_inputs("wan-tiny")
+    noise = torch.randn(1, 16, 5, 16, 16, generator=torch.Generator().manual_seed(2))  # grid 5x8x8: tiles 5x3x4
+    schedule = AttentionSchedule("vdrt-sparse", dense_first=2, sparse=SparseConfig(density=0.25))
+    orders = []
+
+    class Spy(FirstBlockCache):
+        def run(self, stack):
+            orders.append(stack.order)
+            return super().run(stack)
+    p = Spy(1.0)
+    with torch.no_grad():
+        sample(CFGModel(m, ctx, None, Guidance(1.0)), noise, get("euler", shift=3.0), 5, hooks=[schedule, p],
+               progress=False)
+    assert orders[:2] == [None, None] and orders[2:] == [((5, 8, 8), (5, 3, 4))] * 3
+    assert p.stats == {"run": 2, "skipped": 3}  # steps 0 and 2 ran their blocks

@@ -9,7 +9,8 @@ user-writable overlay under a key naming the model's weights (`model_key`):
 - a checkpoint or diffusers directory: its resolved path, config, and its weight files' sizes and mtimes;
 - a preset (random weights): its name.
 
-Engine directories are compiled: step caching needs the eager model, so they are not calibrated.
+Engine directories are compiled: step caching needs the eager model, so they are not calibrated
+(`vdrt calibrate MODEL --out FILE` writes {"cache_calibration": ...}, the form a manifest may carry).
 """
 from __future__ import annotations
 
@@ -44,16 +45,12 @@ def model_key(source) -> str:
 
 
 def calibration_for(source) -> dict | None:
-    """The kept calibration of `source` (None: never calibrated; engines: their manifest's "cache_calibration")."""
+    """The kept calibration of `source` (None: never calibrated, or an engine: compiled engines cannot skip blocks)."""
     from vdrt.pipeline.sources import describe
     from vdrt.samplers.policies.calibration import key, load
 
     info = describe(source)
-    if info.kind == "engine":
-        from vdrt.engines import inspect_engine
-
-        return inspect_engine(Path(info.name)).get("cache_calibration")
-    return load(key(info.name, identity(info)))
+    return None if info.kind == "engine" else load(key(info.name, identity(info)))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ active cache around one model call (`with stepcache.use(policy): den(...)`, from
 `wrap`). A model that cooperates (`WanModel`, `FactorizedModel`) then does not loop over its blocks
 itself: it builds a `Stack` and returns `policy.run(stack)`, the stack's output hidden states. The
 policy decides per batch row (CFG batches the two branches into one call) whether to run the blocks
-or to add a residual it kept from an earlier step. The embeddings before the stack and the head
+or to add a residual it kept from an earlier step. `order` names the tokens' order (sparse attention
+runs the stack in tile order): a policy never mixes residuals of two orders. The embeddings before the stack and the head
 after it always run.
 
 Without an active cache (the default: `active()` is None) the models run their block loop exactly as
@@ -41,6 +42,7 @@ class Stack:
     num_blocks: int
     _run: RunBlocks
     _probe: Callable[[], torch.Tensor]
+    order: tuple | None = None  # the tokens' order: None raster, else sparse attention's tile layout (grid, tile)
 
     def run(self, x: torch.Tensor, rows: torch.Tensor | None = None, start: int = 0, stop: int | None = None):
         """Blocks start..stop-1 on `x`, the rows `rows` (a (b,) index into the batch; None: all) of the hidden states."""

@@ -140,7 +140,9 @@ class WanModel(nn.Module):
             for block in self.blocks[start:stop]:
                 y = block(y, e, ctx, img, *shared)
             return y
-        return stepcache.Stack(x, len(self.blocks), run, lambda: self.blocks[0].attn_input(x, e0))
+        tiles = shared[-1]
+        order = None if tiles is None else (tiles.plan.layout.grid, tiles.plan.layout.tile)
+        return stepcache.Stack(x, len(self.blocks), run, lambda: self.blocks[0].attn_input(x, e0), order)
 
     def _tile_order(self, grid, device) -> TileOrder | None:
         """The tile order and plan when the attention choice is a sparse implementation, else None."""

@@ -11,7 +11,8 @@ uncond; each row keeps its own state) whether to run the blocks or to reuse the 
 The embeddings before the stack and the head after it always run, at the current timestep. A
 policy never skips the first step of a row (nothing is cached yet); at threshold 0 it never skips,
 and the output is bit-identical to running without it. Rows that appear mid-run (a guidance range
-switching CFG on) have no state and run. Residuals are kept in float32.
+switching CFG on) have no state and run, and so do all rows when the tokens' order changes (a
+per-step attention schedule switching to sparse attention's tile order). Residuals are kept in float32.
 
 `stats` counts row-steps run and skipped (`skipped_fraction`). A policy that was never handed a
 stack during a call (a compiled engine, or a CUDA-graph replay) refuses at that step's `observe`.
@@ -50,7 +51,7 @@ class CachePolicy(StepHook):
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= self.max_threshold:
             raise ConfigError(f"{self.name} threshold must be a number in [0, {self.max_threshold}], got {t!r}")
         self.threshold = float(t)
-        self.num_steps, self.step, self._ran = 0, None, True
+        self.num_steps, self.step, self._ran, self._order = 0, None, True, None
 
     @property
     def spec(self) -> str:
@@ -64,7 +65,7 @@ class CachePolicy(StepHook):
     # ---------------------------------------------------------------- the step hook
 
     def reset(self, num_steps: int) -> None:
-        self.num_steps, self.rows, self.step = num_steps, [], None
+        self.num_steps, self.rows, self.step, self._order = num_steps, [], None, None
         self.stats = {"run": 0, "skipped": 0}
 
     def wrap(self, step: Step):
@@ -89,6 +90,8 @@ class CachePolicy(StepHook):
     def run(self, stack: stepcache.Stack) -> torch.Tensor:
         """(B, L, D) hidden states after the stack: blocks run for some rows, residuals reused for the others."""
         self._ran = True
+        if stack.order != self._order:  # tokens reordered (an attention schedule switched to sparse): start over
+            self.rows, self._order = [], stack.order
         b = stack.hidden.shape[0]
         self.rows = self.rows[:b] + [{} for _ in range(b - len(self.rows))]
         return self.decide(stack)
