@@ -46,10 +46,13 @@ def shape_rows(plan, target, size: tuple, meta: dict, build_engine=None) -> list
     rows = [{**common, **r} for r in _steps(plan, target, x, (plan.batch, f, h, w), flops, ceiling, build_engine)]
     if plan.caches:
         rows += _loops(plan, target, x, common)
-    if plan.steps:
+    if plan.steps:  # the clip runs on the first backend (its engine comes from the build cache)
         from vdrt.bench.e2e import e2e_row
+        from vdrt.bench.step import with_backend
 
-        row = e2e_row(plan, target, size, dtype)
+        first = with_backend(target, plan.backends[0], plan.precision, (plan.batch, f, h, w), plan.device,
+                             plan.attentions[0], build_engine)
+        row = e2e_row(plan, first, size, dtype)
         rows.append({**common, "bench": "e2e", "case": f"1x{f}x{h}x{w} {plan.precision}, clip of {plan.steps} steps",
                      "shape": [1, f, h, w], **row})
     return rows
