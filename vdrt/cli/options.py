@@ -79,11 +79,6 @@ def checked_request(opts: dict):
 
         raise EngineError(f"{model} is not an engine directory (no manifest.json); build one with `vdrt build`")
     info = describe(model)
-    if cache_spec(opts) is not None and info.kind == "engine":
-        from vdrt.errors import ConfigError
-
-        raise ConfigError(f"--cache needs the eager model (its block stack); {model} is a compiled engine: use "
-                          "`vdrt generate --model MODEL --cache ...` with the model it was built from")
     return req.resolved(info.defaults, info.geometry, info.name)
 
 
@@ -102,12 +97,16 @@ def build_pipeline(opts: dict):
     pipe = vdrt.Pipeline.from_pretrained(model, dtype=dtype, device=opts.get("device"),
                                          cuda_graphs=bool(opts.get("cuda_graphs")),
                                          trust_pickle=bool(opts.get("trust_pickle")))
-    pipe.hooks += [h for h in (schedule, cache) if h is not None]
+    if schedule is not None:
+        pipe.hooks.append(schedule)
+    if cache is not None:
+        pipe.hooks.append(cache)
     return pipe
 
 
 def cache_spec(opts: dict):
-    """--cache parsed (vdrt.samplers.policies.cachespec) and checked against the other flags; None without it."""
+    """--cache parsed (vdrt.samplers.policies.cachespec) and checked against the other flags and the model's kind
+    (an engine directory has no block stack to skip); None without it."""
     from vdrt.errors import ConfigError
     from vdrt.samplers.policies.cachespec import parse
 
@@ -117,6 +116,9 @@ def cache_spec(opts: dict):
                           "or --cache")
     if spec is not None and (opts.get("gpus") or 1) > 1:
         raise ConfigError("--cache runs in one process (the ranks would decide apart): drop --gpus or --cache")
+    if spec is not None and (Path(model_of(opts)) / "manifest.json").is_file():
+        raise ConfigError(f"--cache needs the eager model (its block stack); {model_of(opts)} is a compiled engine: "
+                          "use `vdrt generate --model MODEL --cache ...` with the model it was built from")
     return spec
 
 
