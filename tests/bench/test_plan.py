@@ -99,7 +99,7 @@ def test_engine_dirs_run_as_built(tmp_path, capsys, no_loading):
                                                    "model_config": config_from_name("wan-tiny").to_dict()}))
     for extra in (["--peers", "compile"], ["--cache", "fbcache"], ["--backend", "onnx"], ["--attention", "vdrt"]):
         assert main(["bench", str(eng), "--device", "cpu", *extra]) == 2
-        assert "runs as built" in capsys.readouterr().err
+        assert "needs the model itself" in capsys.readouterr().err
 
 
 def test_quality_refuses_timing_flags(capsys):

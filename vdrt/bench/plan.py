@@ -99,8 +99,9 @@ def _check_engine(plan: BenchPlan) -> None:
 
     own = inspect_engine(Path(plan.model)).get("backend")
     if plan.backends not in (("torch",), (own,)) or plan.peers or plan.caches or plan.attentions != ("auto",):
-        raise ConfigError(f"{plan.model} is an engine directory built for {own}: it runs as built (no other "
-                          "--backend or --attention, no --peers, no --cache); pass the model it was built from")
+        raise ConfigError(f"{plan.model} is an engine directory built for {own}: it runs as built; another "
+                          "--backend or --attention, --peers and --cache each needs the model itself (pass the "
+                          "model it was built from)")
 
 
 # ---------------------------------------------------------------- parsing
