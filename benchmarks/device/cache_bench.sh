@@ -10,6 +10,7 @@
 #   QUALITY=1 bash benchmarks/device/cache_bench.sh  # + benchmarks/cache_quality.py on the embedded teacher
 #                                                    # (32 clips a task, 6 policies: ~2 more min)
 #   CACHE_SIZE=tiny OUT=/tmp/cb bash benchmarks/device/cache_bench.sh   # CPU smoke run, wan-tiny, ~1 min
+#   (with QUALITY=1 on CPU: one policy, 1 clip, 4 steps; needs main's vdrt.export.tiny.quality)
 #
 # Writes to $OUT: cache_bench.json (the rows), calibration.json, cache_bench.log, report/<gpu>/ (rows.json,
 # README.md, the plot) and with QUALITY=1 cache_quality.json: at most 7 files.
@@ -19,12 +20,14 @@ mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 REPO=$(pwd)
 if [ "${CACHE_SIZE:-full}" = tiny ]; then
   MODEL=wan-tiny; DEVICE=cpu; PREC=fp32; SHAPE=(--frames 5 --height 32 --width 32); CAL=(--frames 5 --height 32 --width 32)
-  LOOP=6; ITERS=2; QSTEPS=(--steps 4 --clips 1 --batch 1)
+  LOOP=6; ITERS=2; QSTEPS=(--steps 4 --clips 1 --batch 1); QPOL=teacache:0.1
+  export OMP_NUM_THREADS=1  # a loaded 2-core box: one thread times steadily
 else
   source benchmarks/device/setup.sh
   export TRITON_INTERPRET=0
   MODEL=wan2.1-t2v-1.3b; DEVICE=cuda; PREC=bf16; SHAPE=(--frames 81 --height 480 --width 832)
   CAL=(--frames 17 --height 240 --width 416); LOOP=50; ITERS=5; QSTEPS=(--clips ${CLIPS:-32})
+  QPOL=teacache:0.05,teacache:0.1,magcache:0.05,magcache:0.1,fbcache:0.05,fbcache:0.1
 fi
 cd /tmp  # not the checkout: its vdrt/ folder (without kernels/ and export/ mapped in) would shadow the package
 export VDRT_CALIBRATION_DIR=$OUT/.calibration
@@ -45,7 +48,7 @@ grep -v "^I \|^W \|^D " "$OUT/cache_bench.log" | tail -40
 # 3. optional: the policies' quality on the embedded teacher through the oracle (fidelity vs uncached, same seeds)
 if [ "${QUALITY:-0}" = 1 ]; then
   timeout 300 python3 "$REPO/benchmarks/cache_quality.py" --device $DEVICE --calibrate "${QSTEPS[@]}" \
-      --policies teacache:0.05,teacache:0.1,magcache:0.05,magcache:0.1,fbcache:0.05,fbcache:0.1 \
-      --out "$OUT/cache_quality.json" 2>&1 | grep -v "^I \|^W " | tail -12
+      --policies "$QPOL" --out "$OUT/cache_quality.json" 2>&1 | grep -v "^I \|^W " | tail -12
+  echo "cache_quality exit code $?"
 fi
 rm -rf "$OUT/.calibration"
