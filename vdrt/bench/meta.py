@@ -1,4 +1,4 @@
-"""What every `vdrt bench` row carries (device, commit, date, versions) and where model cards are found."""
+"""What every `vdrt bench` row carries (device, commit, date, the run's start time, versions) and where model cards are found."""
 from __future__ import annotations
 
 import datetime
@@ -28,8 +28,10 @@ def run_meta(device: torch.device) -> dict:
     from vdrt.fsutil import git_commit
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": name, "commit": git_commit(Path(__file__).parent), "date": datetime.date.today().isoformat(),
-            "torch": torch.__version__, "triton": dist_version("triton"), "vdrt": dist_version("vdrt")}
+    now = datetime.datetime.now().astimezone()
+    return {"device": name, "commit": git_commit(Path(__file__).parent), "date": now.date().isoformat(),
+            "run": now.isoformat(timespec="seconds"), "torch": torch.__version__, "triton": dist_version("triton"),
+            "vdrt": dist_version("vdrt")}
 
 
 def device_of(arg) -> torch.device:

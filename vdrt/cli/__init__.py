@@ -1,4 +1,4 @@
-"""The `vdrt` command line: generate, build, run, bench, inspect, info (each with --help); `vdrt --version`.
+"""The `vdrt` command line: generate, build, run, bench, calibrate, inspect, info (each with --help); `vdrt --version`.
 
 argparse only: flags -> a GenerateRequest (or a build / bench description) -> the library. Every
 `VdrtError` (bad input, missing dependency) becomes one line on stderr and exit code 2; nothing
@@ -14,8 +14,8 @@ import sys
 
 from vdrt.errors import VdrtError
 
-COMMANDS = ("generate", "build", "run", "bench", "inspect", "verify", "info")
-COMPUTE = ("generate", "build", "run", "bench")
+COMMANDS = ("generate", "build", "run", "bench", "calibrate", "inspect", "verify", "info")
+COMPUTE = ("generate", "build", "run", "bench", "calibrate")
 
 
 def _common() -> argparse.ArgumentParser:

@@ -1,15 +1,18 @@
-"""`vdrt bench`: time the denoiser step of a model (and, with --quality, run the quality oracle).
+"""`vdrt bench`: time a model's denoiser step as engineers expect (and, with --quality, run the quality oracle).
 
-    vdrt bench factorized-tiny --device cuda                  # per-step latency table (vdrt.bench.step)
-    vdrt bench wan2.1-t2v-1.3b --backend aoti --steps 4 --peers diffusers,compile --json rows.json
-    vdrt bench --quality                                      # the oracle on vdrt-tiny, 64 test clips
+    vdrt bench factorized-tiny --device cuda                          # per-step latency table
+    vdrt bench wan2.1-t2v-1.3b --backend torch,aoti --attention sdpa,vdrt-int8 --warmup 2 --iterations 20 \\
+        --percentiles 50,90,99 --peers diffusers,compile --json rows.json
+    vdrt bench wan2.1-t2v-1.3b --shapes 17x480x832,81x480x832 --cuda-graphs --report benchmarks/results
+    vdrt bench wan2.1-t2v-1.3b --cache teacache:0.1,magcache:0.1,fbcache:0.1 --cache-steps 50 --guidance 1
+    vdrt bench wan2.1-t2v-1.3b --steps 4                              # + an end-to-end clip: text/denoise/decode/write
     vdrt bench vdrt-tiny-teacher --quality --weights-dir runs/tiny --clips 256 --out q.json
 
-`--steps` is the number of sampling steps, as everywhere: of the end-to-end clip row (timing)
-or of each generated clip (--quality; default: the card's). Quality runs on model cards found in
---weights-dir, else in the embedded weight folders ($VDRT_WEIGHTS_DIR, then the package). Timing
-takes a card name, a preset, a checkpoint or an engine directory, and feeds random inputs of the
-model's default size (or --frames/--height/--width); see vdrt/bench/step.py for what a row holds.
+Lists multiply (backends x attention choices x shapes); every flag is checked before anything
+loads (vdrt/bench/plan.py). Rows: vdrt/bench/step.py (steps, peers), loops.py (--cache), e2e.py
+(--steps), ceilings.py (TFLOP/s against the GPU's measured ceiling, or a GEMM/copy probe),
+report.py (--report DIR: rows.json, README.md and plots per GPU; stale rows never plotted).
+Quality runs on model cards found in --weights-dir, else in the embedded weight folders.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-TABLE = (("impl", "impl"), ("ms", "ms"), ("p90_ms", "p90 ms"), ("first_ms", "first ms"), ("tflops", "TFLOP/s"),
-         ("pct_of_ceiling", "% ceil"), ("peak_mem_gb", "peak GB"), ("rel_err_vs_ours", "rel err"))
+TIMING_ONLY = ("backend", "attention", "cache", "cache_steps", "cuda_graphs", "report", "peers", "shapes",
+               "duration", "iterations", "percentiles", "warmup")
 
 
 def add_parser(sub):
@@ -37,44 +40,99 @@ def add_parser(sub):
     p.add_argument("--steps", "--num-steps", dest="steps", type=int, default=None,
                    help="sampling steps: of one end-to-end clip timed beside the step (timing), or of each clip "
                         "(--quality; default: the card's)")
-    q = p.add_argument_group("quality (--quality)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale: of --cache loops and the clip (timing; "
+                   "default: the model's for loops, 1 for the clip), of each clip (--quality; default: the card's)")
+    _quality_flags(p.add_argument_group("quality (--quality)"))
+    _timing_flags(p.add_argument_group("timing (without --quality)"))
+    p.set_defaults(func=run_bench)
+
+
+def _quality_flags(q) -> None:
     q.add_argument("--clips", type=int, default=64, help="held-out test clips to score")
     q.add_argument("--seed", type=int, default=0, help="generation seed")
-    q.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the card's)")
     q.add_argument("--random", action="store_true", help="score the card's architecture with random weights")
-    t = p.add_argument_group("timing (without --quality)")
+
+
+def _timing_flags(t) -> None:
     t.add_argument("--batch", type=int, default=None, help="batch size (timing: 1; quality: clips per call, 64)")
-    t.add_argument("--repeats", type=int, default=10, help="timed calls (the median is reported)")
-    t.add_argument("--frames", type=int, default=None, help="pixel frames (default: the model's)")
-    t.add_argument("--height", type=int, default=None, help="pixels")
-    t.add_argument("--width", type=int, default=None, help="pixels")
+    t.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 1); the first one is "
+                   "reported apart (first ms: compile / autotune / capture)")
+    t.add_argument("--iterations", type=int, default=None, help="timed calls (default 10)")
+    t.add_argument("--repeats", type=int, default=None, help=argparse.SUPPRESS)  # older name of --iterations
+    t.add_argument("--duration", type=float, default=None, help="time calls for this many seconds instead")
+    t.add_argument("--percentiles", default=None, help="latency percentiles to report (default 50,90)")
+    t.add_argument("--frames", default=None, help="pixel frames, or a comma list to sweep (default: the model's)")
+    t.add_argument("--height", default=None, help="pixels, or a comma list")
+    t.add_argument("--width", default=None, help="pixels, or a comma list")
+    t.add_argument("--shapes", default=None, help="shapes to sweep: FxHxW,FxHxW (pixels), instead of the three above")
     t.add_argument("--precision", default=None, help="fp32 | bf16 | fp16 (default: bf16 on CUDA, fp32 on CPU)")
     t.add_argument("--dtype", default=None, help=argparse.SUPPRESS)  # older spelling: float32 | bfloat16 | float16
-    t.add_argument("--backend", default=None,
-                   help="torch | aoti | onnx: build the model into that engine first (default: torch, or the "
-                        "engine directory's own backend)")
+    t.add_argument("--backend", default=None, help="comma list of torch | aoti | onnx (models are built into each "
+                   "engine first; default: torch, or the engine directory's own)")
+    t.add_argument("--attention", default=None, help="comma list of attention choices: auto | sdpa | vdrt | "
+                   "vdrt-int8 | vdrt-sparse | vdrt-sparse-int8")
+    t.add_argument("--cuda-graphs", action="store_true", help="replay each timed call through a CUDA graph")
+    t.add_argument("--cache", default=None, help="comma list of step-cache policies timed over whole denoise loops "
+                   "against no caching: teacache:0.1,magcache:0.1,fbcache:0.1")
+    t.add_argument("--cache-steps", type=int, default=None, help="steps of each --cache loop (default: the model's)")
     t.add_argument("--peers", default=None, help="comma list of peers timed in the same process: diffusers,compile")
-    p.set_defaults(func=run_bench)
+    t.add_argument("--report", default=None, help="folder: rows.json, README.md and plots per GPU are (re)written")
 
 
 def run_bench(args) -> int:
     from vdrt import tables
 
     if args.quality:
+        from vdrt.bench.plan import writable_file
+
+        _refuse_timing_flags(args)
+        writable_file(args.out, "--out")
         rows = [quality_row(args)]
         print(tables.pairs(rows))
-    else:
-        from vdrt.bench.step import timing_rows
+        _write_rows(rows, args.out)
+        return 0
+    from vdrt.bench.plan import plan_from_args
+    from vdrt.bench.run import bench_rows
 
-        rows = timing_rows(args, build_engine)
-        r = rows[0]
-        print(tables.table(rows, TABLE, title=f"{r['model']}  {r['case']}  on {r['device']}"))
-    if args.out:
+    plan = plan_from_args(args)  # every check that needs no weights, before loading
+    rows = bench_rows(plan, build_engine)
+    print_rows(rows)
+    _write_rows(rows, plan.out)
+    if plan.report is not None:
+        from vdrt.bench.report import write_report
+
+        for path in write_report(rows, plan.report):
+            print(f"wrote {path}")
+    return 0
+
+
+def print_rows(rows: list[dict]) -> None:
+    from vdrt import tables
+    from vdrt.bench.report import COLUMNS
+
+    cases = dict.fromkeys(r["case"] for r in rows)
+    for case in cases:
+        group = [r for r in rows if r["case"] == case]
+        cols = [(k, h) for k, h in COLUMNS if k not in ("speedup", "commit") and any(r.get(k) is not None
+                                                                                     for r in group)]
+        print(tables.table(group, cols, title=f"{group[0]['model']}  {case}  on {group[0]['device']}"))
+        print()
+
+
+def _refuse_timing_flags(args) -> None:
+    from vdrt.errors import ConfigError
+
+    given = [f"--{k.replace('_', '-')}" for k in TIMING_ONLY if getattr(args, k, None) not in (None, False)]
+    if given:
+        raise ConfigError(f"--quality runs the oracle; {', '.join(given)} are timing flags (drop them or --quality)")
+
+
+def _write_rows(rows: list[dict], out) -> None:
+    if out:
         from vdrt.fsutil import atomic_path
 
-        with atomic_path(Path(args.out)) as tmp:
+        with atomic_path(Path(out)) as tmp:
             tmp.write_text(json.dumps(rows, indent=1))
-    return 0
 
 
 def oracle():

@@ -34,6 +34,8 @@ GEN_FLAGS = [
     ("--sparse", str, "sparse attention: a density in (0, 1] (e.g. 0.25) or a window of tiles FxHxW (e.g. 2x7x5)"),
     ("--dense-steps", int, "first steps with dense attention before a lossy --attention (default: 30%% of the steps "
                            "for sparse, 0 for 8-bit)"),
+    ("--cache", str, "step caching: teacache:T | magcache:T | fbcache:T, T in [0, 1] (0 never skips; calibrate the "
+                     "model first: vdrt calibrate MODEL)"),
     ("--gpus", int, "processes, one per GPU: CFG parallel x Ulysses sequence parallel (with --device cpu: gloo)"),
 ]
 SWITCHES = [("--cuda-graphs", "replay the denoiser through CUDA graphs"),
@@ -60,6 +62,7 @@ def request(opts: dict):
     from vdrt.cli.runconfig import read_embeds
     from vdrt.request import GenerateRequest
 
+    cache_spec(opts)  # --cache is checked here too (the parallel parent checks only the request)
     embeds = read_embeds(opts["prompt_embeds"]) if opts.get("prompt_embeds") else {}
     keys = dict(num_frames="frames", height="height", width="width", num_steps="steps", guidance="guidance",
                 sampler="sampler", shift="shift", image="image", video="video", mask="mask", strength="strength",
@@ -112,6 +115,7 @@ def build_pipeline(opts: dict):
         log.warning("no embedded trained model in this install: using factorized-tiny with RANDOM weights")
     dtype = parse_precision(opts.get("precision")) or parse_precision(opts.get("dtype"), "--dtype")
     schedule = attention_schedule(opts)
+    cache = cache_policy(opts, model)  # before loading: a missing calibration warns first
     if opts.get("attention") and schedule is None:
         vdrt.ops.set_choice("attention", opts["attention"])
     pipe = vdrt.Pipeline.from_pretrained(model, dtype=dtype, device=opts.get("device"),
@@ -120,7 +124,37 @@ def build_pipeline(opts: dict):
                                          lora=lora_specs(opts), recipe=opts.get("recipe"))
     if schedule is not None:
         pipe.hooks.append(schedule)
+    if cache is not None:
+        pipe.hooks.append(cache)
     return pipe
+
+
+def cache_spec(opts: dict):
+    """--cache parsed (vdrt.samplers.policies.cachespec) and checked against the other flags and the model's kind
+    (an engine directory has no block stack to skip); None without it."""
+    from vdrt.errors import ConfigError
+    from vdrt.samplers.policies.cachespec import parse
+
+    spec = parse(opts.get("cache"))
+    if spec is not None and opts.get("cuda_graphs"):
+        raise ConfigError("--cache decides per step in Python, which a CUDA-graph replay cannot: drop --cuda-graphs "
+                          "or --cache")
+    if spec is not None and (opts.get("gpus") or 1) > 1:
+        raise ConfigError("--cache runs in one process (the ranks would decide apart): drop --gpus or --cache")
+    if spec is not None and (Path(model_of(opts)) / "manifest.json").is_file():
+        raise ConfigError(f"--cache needs the eager model (its block stack); {model_of(opts)} is a compiled engine: "
+                          "use `vdrt generate --model MODEL --cache ...` with the model it was built from")
+    return spec
+
+
+def cache_policy(opts: dict, model: str):
+    """The step-cache policy of --cache with the model's calibration (vdrt calibrate), or None."""
+    spec = cache_spec(opts)
+    if spec is None:
+        return None
+    from vdrt.bench.calibrate import calibration_for
+
+    return spec.build(calibration_for(model))
 
 
 LOSSY_ATTENTION = ("vdrt-int8", "vdrt-sparse", "vdrt-sparse-int8")

@@ -48,6 +48,7 @@ def _schema():
         attention: Optional[str] = None
         sparse: Optional[str] = None
         dense_steps: Optional[int] = Field(None, ge=0)
+        cache: Optional[str] = None  # teacache:0.2 | magcache:0.1 | fbcache:0.1 (checked by cachespec.parse)
         gpus: Optional[int] = Field(None, gt=0)
         threads: Optional[int] = Field(None, gt=0)
         cuda_graphs: Optional[bool] = None

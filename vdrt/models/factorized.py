@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdrt.errors import ConfigError
+from vdrt.models import stepcache
 from vdrt.models.config import ModelConfig
 from vdrt.models.factorized_blocks import FREQ_DIM, MLP2, Head, Layer, sincos_1d, sincos_2d, timestep_features
 from vdrt.models.layers import Linear
@@ -123,12 +124,28 @@ class FactorizedModel(nn.Module):
         temb = self.time_in(timestep_features(timestep.reshape(-1).expand(b)).to(x.dtype))  # (B, C)
         t6 = self.time_mod(F.silu(temb)).view(b, 6, -1)  # (B, 6, C)
         ctx = self.text_in(context.to(x.dtype))  # (B, T, C)
-        for i, layer in enumerate(self.layers):
-            x = layer.spatial(x, t6, ctx, f)
-            if i == 0:
-                x = self._add_temporal_pos(x, f)
-            x = layer.temporal(x, t6, ctx, f)
+        cache = stepcache.active()
+        if cache is None:
+            for i, layer in enumerate(self.layers):
+                x = layer.spatial(x, t6, ctx, f)
+                if i == 0:
+                    x = self._add_temporal_pos(x, f)
+                x = layer.temporal(x, t6, ctx, f)
+        else:  # a step-cache policy runs or reuses the stack (vdrt.models.stepcache)
+            x = stepcache.run(cache, self._stack(x, t6, ctx, f))
         return self.unpatchify(self.head(x, temb), f, h, w)
+
+    def _stack(self, x, t6, ctx, f: int) -> stepcache.Stack:
+        """The stack of (spatial, temporal) layers over (B, L, C) hidden states x; per-row inputs t6, ctx."""
+        def run(y, rows, start, stop):  # (b, L, C) -> (b, L, C)
+            t, c = stepcache.rows_of(t6, rows), stepcache.rows_of(ctx, rows)
+            for i in range(start, stop):
+                y = self.layers[i].spatial(y, t, c, f)
+                if i == 0:
+                    y = self._add_temporal_pos(y, f)
+                y = self.layers[i].temporal(y, t, c, f)
+            return y
+        return stepcache.Stack(x, len(self.layers), run, lambda: self.layers[0].spatial.attn_input(x, t6))
 
     def _inputs(self, latents, cond):
         c = self.config

@@ -182,6 +182,11 @@ class Block(nn.Module):
             x = x + self.cross(x, ctx)
         return x + gate2 * self.ffn(self.norm2(x, shift2, scale2))
 
+    def attn_input(self, x: torch.Tensor, t6: torch.Tensor) -> torch.Tensor:
+        """(B, L, C), (B, 6, C) -> (B, L, C): the modulated input of the attention (step caching's probe)."""
+        shift1, scale1 = (self.modulation[None] + t6).chunk(6, dim=1)[:2]
+        return self.norm1(x, shift1, scale1)
+
 
 class Layer(nn.Module):
     """One spatial block then one temporal block (what diffusers' Latte `num_layers` counts)."""

@@ -20,6 +20,7 @@ from torch import nn
 
 from vdrt import ops, sparse
 from vdrt.errors import ConfigError
+from vdrt.models import stepcache
 from vdrt.models.config import ModelConfig
 from vdrt.models.layers import Linear
 from vdrt.models.wan_blocks import (PatchEmbed, TileOrder, WanBlock, WanHead, WanImageEmbedding, WanRope,
@@ -122,11 +123,26 @@ class WanModel(nn.Module):
         tiles = self._tile_order((f, h, w), x.device)
         if tiles is not None:  # sparse attention: tokens in tile order for the whole stack
             x, cos, sin = x[:, tiles.pos], cos[tiles.pos], sin[tiles.pos]
-        for block in self.blocks:
-            x = block(x, e0, context, image, cos, sin, (f, h, w), tiles)
+        cache = stepcache.active()
+        if cache is None:
+            for block in self.blocks:
+                x = block(x, e0, context, image, cos, sin, (f, h, w), tiles)
+        else:  # a step-cache policy runs or reuses the stack (vdrt.models.stepcache)
+            x = stepcache.run(cache, self._stack(x, e0, context, image, (cos, sin, (f, h, w), tiles)))
         if tiles is not None:
             x = x[:, sparse.device_index(tiles.plan.layout, x.device)[1]]
         return self._unpatchify(self.head(x, temb), f, h, w)
+
+    def _stack(self, x, e0, context, image, shared: tuple) -> stepcache.Stack:
+        """The block stack over (B, L, D) hidden states x; per-row inputs e0, context, image; shared rope/grid/tiles."""
+        def run(y, rows, start, stop):  # (b, L, D) -> (b, L, D)
+            e, ctx, img = (stepcache.rows_of(t, rows) for t in (e0, context, image))
+            for block in self.blocks[start:stop]:
+                y = block(y, e, ctx, img, *shared)
+            return y
+        tiles = shared[-1]
+        order = None if tiles is None else (tiles.plan.layout.grid, tiles.plan.layout.tile)
+        return stepcache.Stack(x, len(self.blocks), run, lambda: self.blocks[0].attn_input(x, e0), order)
 
     @torch.compiler.disable  # host-side planning (cached): a graph break, not traced
     def _tile_order(self, grid, device) -> TileOrder | None:

@@ -150,6 +150,11 @@ class WanBlock(nn.Module):
         y = self.ffn(ops.adaln_modulate(x, c_shift, c_scale, self.eps))
         return (x.float() + y.float() * c_gate).to(x.dtype)
 
+    def attn_input(self, x: torch.Tensor, e0: torch.Tensor) -> torch.Tensor:
+        """(B, L, D), (B, 6, D) -> (B, L, D): the modulated input of self-attention (step caching's probe)."""
+        shift, scale = (self.modulation + e0.float()).chunk(6, dim=1)[:2]
+        return ops.adaln_modulate(x, shift, scale, self.eps)
+
 
 class PatchEmbed(nn.Module):
     """Conv3d with stride == kernel, computed as patchify + `ops.linear` (swappable, ONNX-plain).
