@@ -363,7 +363,7 @@ def run_aoti(b: Bench, name: str = "ours-bf16-cl-sub") -> None:
     from pathlib import Path
 
     from vdrt.export.vae import export_decoder
-    from vdrt.models.wan_vae.compiled import load_compiled_decoder
+    from vdrt.engines.vae_decoder import load_compiled_decoder
     from vdrt.models.wan_vae.fast import FastWanVAE
 
     opts = variants(b.dev)[name]

@@ -3,7 +3,7 @@
     from vdrt.models.wan_vae.load import load_wan_vae
     vae = load_wan_vae("Wan2.1-T2V-1.3B-Diffusers/vae", dtype="bfloat16", device="cuda")
     export_decoder(vae, "engines/wan-1.3b/vae", latent_size=(60, 104))
-    # run time (no exporter needed): vdrt.models.wan_vae.compiled.load_compiled_decoder("engines/wan-1.3b/vae")
+    # run time (no exporter needed): vdrt.engines.vae_decoder.load_compiled_decoder("engines/wan-1.3b/vae")
 
 The directory (written in a temporary sibling, then renamed into place) holds:
 - `decoder_first.pt2`: latent frame 0, (1, z, 1, h, w) -> (frame 0, *history);
@@ -34,7 +34,7 @@ from vdrt.export.aoti import program_constants
 from vdrt.export.cache import atomic_dir
 from vdrt.export.manifest import artifact_records, device_info, toolchain
 from vdrt.fsutil import atomic_path
-from vdrt.models.wan_vae.compiled import FIRST, FORMAT, MANIFEST, STEP, WEIGHTS
+from vdrt.engines.vae_decoder import FIRST, FORMAT, MANIFEST, STEP, WEIGHTS
 from vdrt.models.wan_vae.fast import ChunkStep, FastWanVAE, plan_chunk
 from vdrt.models.wan_vae.layers import RMSNorm
 

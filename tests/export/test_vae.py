@@ -1,5 +1,5 @@
 """export_decoder: the Wan VAE decoder as two AOTInductor packages + shared weights, loaded back by
-vdrt.models.wan_vae.compiled, decoding like the eager VAE (a short tail padded), refusing tampered or
+vdrt.engines.vae_decoder, decoding like the eager VAE (a short tail padded), refusing tampered or
 foreign directories and latents of another size."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from vdrt.errors import ConfigError, EngineError
 from vdrt.models.wan_vae import WanVAE, WanVAEConfig
-from vdrt.models.wan_vae.compiled import MANIFEST, STEP, load_compiled_decoder
+from vdrt.engines.vae_decoder import MANIFEST, STEP, load_compiled_decoder
 from vdrt.models.wan_vae.fast import FastOptions, FastWanVAE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
