@@ -161,7 +161,8 @@ def test_grow_centres_the_input_in_the_larger_canvas(v2_pipe, clip):
     narrow = clip[:, :, :40]  # 64 x 40 -> 64 x 64
     out, cond = run(v2_pipe, mode="grow", video=narrow)
     assert out.shape == (T, 64, 64, 3)
-    assert torch.all(cond[3, :, :, 12:52] == 1) and torch.all(cond[3, :, :, :12] == 0) and torch.all(cond[3, :, :, 52:] == 0)
+    assert torch.all(cond[3, :, :, 12:52] == 1)
+    assert torch.all(cond[3, :, :, :12] == 0) and torch.all(cond[3, :, :, 52:] == 0)
     torch.testing.assert_close(cond[:3, :, :, 12:52], px(narrow), atol=1e-6, rtol=0)
     with pytest.raises(ConfigError, match="must be smaller than the 64x64 canvas"):
         run(v2_pipe, mode="grow", video=clip)

@@ -2,10 +2,10 @@
 
 The layout follows from the config (a card's `cond_layout` must agree: `check_layout`):
 
-| layout | cond_channels | channels | modes taken natively |
+| layout | cond_channels | channels | native modes |
 | --- | --- | --- | --- |
-| vdrt-native-v1 (vdrt-tiny) | C + 1 | [known * keep (C), keep (1)] | every keep-mask mode |
-| vdrt-native-v2 (vdrt-tiny-wan) | 2 (C + 1) | [known * keep (C), keep (1), hint * has_hint (C), has_hint (1)] | every mode |
+| vdrt-native-v1 (vdrt-tiny) | C + 1 | [known * keep (C), keep (1)] | keep-mask modes |
+| vdrt-native-v2 (vdrt-tiny-wan) | 2 (C + 1) | [known * keep (C), keep (1), hint * has_hint (C), has_hint (1)] | all |
 | wan-i2v (Wan2.1 I2V) | 20 | [mask (4), VAE latents of (image, zeros...) (16)] + CLIP image embeddings | i2v |
 
 all over every latent frame; zeros are t2v. `hint` is a clip that guides without fixing (v2v: the input video;

@@ -20,15 +20,16 @@ SCRIPT = ROOT / "benchmarks" / "device" / "distill_world.sh"
 TINY = {"wan": '{"dim": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64}',
         "factorized": '{"dim": 32, "num_heads": 2, "num_layers": 1}'}
 pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(not SCRIPT.is_file() or shutil.which("bash") is None, reason="needs bash and benchmarks/")]
+              pytest.mark.skipif(not SCRIPT.is_file() or shutil.which("bash") is None,
+                                 reason="needs bash and benchmarks/")]
 
 
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory):
     out = tmp_path_factory.mktemp("teachers")
     for arch, cfg in TINY.items():
-        argv = ["--arch", arch, "--out", str(out), "--steps", "2", "--tokens", "300", "--warmup", "1", "--device", "cpu",
-                "--config", cfg, "--text-config", '{"dim": 32, "layers": 1, "heads": 2}']
+        argv = ["--arch", arch, "--out", str(out), "--steps", "2", "--tokens", "300", "--warmup", "1",
+                "--device", "cpu", "--config", cfg, "--text-config", '{"dim": 32, "layers": 1, "heads": 2}']
         assert train.main(argv) == 0
     return out
 
