@@ -14,6 +14,8 @@ x --width (each task: t2v, extend, interpolate; `--tasks` to choose).
 first (paired bootstrap CIs, fidelity); --int4 adds the first model with int4 weights, compared to it;
 --window F adds the first model with temporal attention restricted to F frames (factorized models)
 / --window-tokens N with 3D attention restricted to N tokens (wan models), compared to it;
+--ops OP=IMPL[,OP=IMPL] (repeatable) adds the first model with those vdrt.ops implementations forced
+(e.g. linear=vdrt-fp8: on the CPU the kernels' quantization is emulated), compared to it;
 --sheet writes a contact sheet (PNG) of every model's default clip ("a red circle bouncing", seed 0).
 Rows: bench "quality", case "test[0:N] TxHxW", impl, the summary metrics, ms per clip, device,
 commit, date, torch; plus "quality-compare" rows; written to --out (JSON) and printed as tables.
@@ -42,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--int4", action="store_true", help="add the first model with int4 weights")
     p.add_argument("--window", type=int, default=None, help="add the first model with a frame window")
     p.add_argument("--window-tokens", type=int, default=None, help="add the first model with a token window")
+    p.add_argument("--ops", action="append", default=[], help="OP=IMPL[,OP=IMPL]: add the first model with "
+                   "those implementations forced (repeatable)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--shift", type=float, default=None)
@@ -111,9 +115,26 @@ def variants(args) -> list[tuple[str, object]]:
     if first and args.window is not None:
         ops = register_window_attention(frames=args.window)
         out.append((f"{first} temporal window {args.window}", generator(first, args, ops=ops)))
+    for spec in args.ops if first else []:
+        out.append((f"{first} {spec}", generator(first, args, ops=parse_ops(spec))))
     if first and args.window_tokens is not None:
         ops = register_window_attention(tokens=args.window_tokens)
         out.append((f"{first} token window {args.window_tokens}", generator(first, args, ops=ops)))
+    return out
+
+
+def parse_ops(spec: str) -> dict[str, str]:
+    """"linear=vdrt-fp8,attention=vdrt-int8" -> {op: implementation}, checked against the registry."""
+    from vdrt import ops
+    from vdrt.errors import ConfigError
+
+    out = {}
+    for part in spec.split(","):
+        op, _, impl = part.partition("=")
+        if op not in ops.OPS or impl not in ops.available(op):
+            raise ConfigError(f"--ops {part!r}: need OP=IMPL with OP in {list(ops.OPS)} and IMPL one of "
+                              f"ops.available(OP) (e.g. linear=vdrt-fp8)")
+        out[op] = impl
     return out
 
 

@@ -57,3 +57,16 @@ def test_saved_results_compare_with_a_later_run(quality, cards, tmp_path):
     assert len(cmp) == 1 and cmp[0]["reference"] == "q-tiny euler-1 shift1"
     assert cmp[0]["candidate"] == "q-tiny euler-2 shift1"
     assert np.isfinite(cmp[0]["fidelity"]["t2v"]["psnr"])  # 1 vs 2 Euler steps: different clips, same noise
+
+
+def test_forced_ops_variant_is_compared_to_the_first_model(quality, cards, tmp_path):
+    out = tmp_path / "q.json"
+    argv = ["--weights-dir", str(cards), "--clips", "2", "--frames", "9", "--tasks", "t2v", "--device", "cpu",
+            "--model", "q-tiny@1", "--ops", "linear=vdrt-fp8", "--out", str(out)]
+    assert quality.main(argv) == 0
+    cmp = [r for r in json.loads(out.read_text()) if r["bench"] == "quality-compare"]
+    assert [r["candidate"] for r in cmp] == ["q-tiny@1 linear=vdrt-fp8"]
+    psnr = cmp[0]["fidelity"]["t2v"]["psnr"]
+    assert 15 < psnr < 90  # fp8 emulated: close to the reference, not equal to it
+    with pytest.raises(Exception, match="--ops 'linear=nope'"):
+        quality.main([*argv[:-4], "--ops", "linear=nope"])
