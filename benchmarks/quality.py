@@ -194,7 +194,7 @@ def contact_sheet(args, path: str) -> None:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    if not (args.model or args.baselines):
+    if not (args.model or args.baselines or args.results):
         args.model = ["vdrt-tiny"]
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results, reports = run(args)
