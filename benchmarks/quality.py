@@ -5,12 +5,17 @@
 
 Every --model (repeatable) is a card `<name>.json` in --weights-dir (default: the embedded weight
 folders), sampled in batches of --batch clips on the GPU when there is one; --steps / --guidance /
---shift / --sampler override the cards' defaults. Scored on --clips test clips at --frames x --height
+--shift / --sampler override the cards' defaults (`--model NAME@STEPS` sets one model's steps).
+--save-results DIR keeps every evaluated model's scores and clips (`<model>.npz`); --results FILE
+(repeatable) brings saved ones back, before this run's models, so models evaluated in separate runs
+(or processes) are compared as if in one. Scored on --clips test clips at --frames x --height
 x --width (each task: t2v, extend, interpolate; `--tasks` to choose).
 --baselines adds the truth and the trivial generators; --compare reports every model against the
 first (paired bootstrap CIs, fidelity); --int4 adds the first model with int4 weights, compared to it;
 --window F adds the first model with temporal attention restricted to F frames (factorized models)
 / --window-tokens N with 3D attention restricted to N tokens (wan models), compared to it;
+--ops OP=IMPL[,OP=IMPL] (repeatable) adds the first model with those vdrt.ops implementations forced
+(e.g. linear=vdrt-fp8: on the CPU the kernels' quantization is emulated), compared to it;
 --sheet writes a contact sheet (PNG) of every model's default clip ("a red circle bouncing", seed 0).
 Rows: bench "quality", case "test[0:N] TxHxW", impl, the summary metrics, ms per clip, device,
 commit, date, torch; plus "quality-compare" rows; written to --out (JSON) and printed as tables.
@@ -39,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--int4", action="store_true", help="add the first model with int4 weights")
     p.add_argument("--window", type=int, default=None, help="add the first model with a frame window")
     p.add_argument("--window-tokens", type=int, default=None, help="add the first model with a token window")
+    p.add_argument("--ops", action="append", default=[], help="OP=IMPL[,OP=IMPL]: add the first model with "
+                   "those implementations forced (repeatable)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--shift", type=float, default=None)
@@ -53,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None)
     p.add_argument("--sheet", default=None, help="PNG contact sheet of the default clip per model")
     p.add_argument("--out", default=None)
+    p.add_argument("--save-results", default=None, help="folder to keep each evaluated model's scores and clips")
+    p.add_argument("--results", action="append", default=[], help="a saved result (.npz) to include (repeatable)")
     return p.parse_args(argv)
 
 
@@ -66,12 +75,31 @@ def card_path(name: str, weights_dir) -> Path:
     return path
 
 
-def generator(name: str, args, **kw):
+def generator(spec: str, args, **kw):
+    """The generator of `NAME` or `NAME@STEPS`."""
     from vdrt.export.tiny.quality.generate import CardGenerator
 
-    settings = {"num_steps": args.steps, "guidance": args.guidance, "shift": args.shift, "sampler": args.sampler}
+    name, _, steps = spec.partition("@")
+    settings = {"num_steps": int(steps) if steps else args.steps, "guidance": args.guidance, "shift": args.shift,
+                "sampler": args.sampler}
     return CardGenerator.from_card(card_path(name, args.weights_dir), device=args.device, batch_size=args.batch,
                                    **settings, **kw)
+
+
+def save_result(result: dict, folder) -> Path:
+    """scores (JSON) and clips (uint8 arrays) of one evaluated model, as `<folder>/<name>.npz` (no pickles)."""
+    path = Path(folder) / (result["name"].replace("/", "_").replace(" ", "_") + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v for k, v in result.items() if k != "outputs"}
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **{f"out_{k}": v for k, v in result["outputs"].items()})
+    return path
+
+
+def load_result(path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        result = json.loads(str(z["meta"]))
+        result["outputs"] = {k[4:]: z[k] for k in z.files if k.startswith("out_")}
+    return result
 
 
 def variants(args) -> list[tuple[str, object]]:
@@ -87,9 +115,26 @@ def variants(args) -> list[tuple[str, object]]:
     if first and args.window is not None:
         ops = register_window_attention(frames=args.window)
         out.append((f"{first} temporal window {args.window}", generator(first, args, ops=ops)))
+    for spec in args.ops if first else []:
+        out.append((f"{first} {spec}", generator(first, args, ops=parse_ops(spec))))
     if first and args.window_tokens is not None:
         ops = register_window_attention(tokens=args.window_tokens)
         out.append((f"{first} token window {args.window_tokens}", generator(first, args, ops=ops)))
+    return out
+
+
+def parse_ops(spec: str) -> dict[str, str]:
+    """"linear=vdrt-fp8,attention=vdrt-int8" -> {op: implementation}, checked against the registry."""
+    from vdrt import ops
+    from vdrt.errors import ConfigError
+
+    out = {}
+    for part in spec.split(","):
+        op, _, impl = part.partition("=")
+        if op not in ops.OPS or impl not in ops.available(op):
+            raise ConfigError(f"--ops {part!r}: need OP=IMPL with OP in {list(ops.OPS)} and IMPL one of "
+                              f"ops.available(OP) (e.g. linear=vdrt-fp8)")
+        out[op] = impl
     return out
 
 
@@ -100,14 +145,16 @@ def run(args) -> tuple[list[dict], list[dict]]:
 
     geo = Geometry(args.frames, args.height, args.width)
     tasks = tuple(t for t in args.tasks.split(",") if t)
-    models = []
+    models = [load_result(p) for p in args.results]
     for impl, gen in variants(args):
         log.info("quality: %s on %d test clips %s", impl, args.clips, geo.shape)
         models.append(oracle.evaluate(gen, args.clips, args.seed, geo, tasks=tasks, name=impl))
+        if args.save_results:
+            log.info("quality: saved %s", save_result(models[-1], args.save_results))
     base = oracle.baselines(args.clips, geo) if args.baselines else []
     print(oracle.table(models + base))
     reports = []
-    for cand in models[1:] if (args.compare or len(models) > len(args.model)) else []:
+    for cand in models[1:] if (args.compare or len(models) > len(args.model) + len(args.results)) else []:
         reports.append(compare(models[0], cand))
         print("\n" + report_table(reports[-1]))
     return models + base, reports
@@ -147,7 +194,7 @@ def contact_sheet(args, path: str) -> None:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    if not (args.model or args.baselines):
+    if not (args.model or args.baselines or args.results):
         args.model = ["vdrt-tiny"]
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results, reports = run(args)

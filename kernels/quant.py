@@ -461,6 +461,19 @@ def linear_int8(x, weight, bias=None):
     return torch.ops.vdrt.int8_linear(x, qw, sc, bias)
 
 
+def emulate_linear(kind: str):
+    """Op "linear" as "vdrt-fp8"/"vdrt-int8" for CPU tensors: the kernels' quantization (x per token, W per
+    output channel, `reference_quantize`), the products of the dequantized codes in fp32, the bias, x's dtype.
+    The kernels' bf16 inputs and outputs are not rounded here: their error is far below the 8-bit codes'."""
+    def linear(x, weight, bias=None):
+        xq, xs = reference_quantize(x.reshape(-1, x.shape[-1]), kind)  # (M, K), (M, 1)
+        wq, ws = reference_quantize(weight, kind)  # (N, K), (N, 1)
+        out = torch.nn.functional.linear(reference_dequantize(xq, xs), reference_dequantize(wq, ws),
+                                         None if bias is None else bias.float())
+        return out.reshape(*x.shape[:-1], weight.shape[0]).to(x.dtype)
+    return linear
+
+
 def _linear_ok(name: str, x, weight, bias, multiple: int) -> bool:
     from vdrt import ops
 
@@ -488,5 +501,5 @@ def register_ops() -> None:
     """Register "vdrt-fp8" and "vdrt-int8" implementations of op "linear" (used only when forced)."""
     from vdrt import ops
 
-    ops.register("linear", "vdrt-int8", linear_int8, supports=supports_int8)
-    ops.register("linear", "vdrt-fp8", linear_fp8, supports=supports_fp8)
+    ops.register("linear", "vdrt-int8", linear_int8, supports=supports_int8, emulate=emulate_linear("int8"))
+    ops.register("linear", "vdrt-fp8", linear_fp8, supports=supports_fp8, emulate=emulate_linear("fp8"))

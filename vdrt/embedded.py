@@ -35,6 +35,8 @@ class Card:
     defaults: dict  # num_frames, height, width, num_steps, sampler, sampler_timesteps, guidance, shift, fps
     dir: Path
     trained: dict = dataclasses.field(default_factory=dict)  # how it was trained (script, command, data, loss)
+    trained_range: dict | None = None  # {"frames": [lo, hi], "side": [lo, hi], "multiple": m}; None: defaults only
+    cond_layout: str | None = None  # the conditioning channels' layout (vdrt.pipeline.native.LAYOUTS)
 
     @classmethod
     def read(cls, path) -> "Card":
@@ -47,7 +49,8 @@ class Card:
         missing = [k for k in SECTIONS if not isinstance(d, dict) or k not in d]
         if missing:
             raise CheckpointError(f"model card {path} lacks {missing}; it was not written by vdrt.export.tiny")
-        return cls(**{k: d[k] for k in SECTIONS}, dir=path.parent, trained=d.get("trained", {}))
+        return cls(**{k: d[k] for k in SECTIONS}, dir=path.parent, trained=d.get("trained", {}),
+                   trained_range=d.get("trained_range"), cond_layout=d.get("cond_layout"))
 
     @property
     def weights_path(self) -> Path:

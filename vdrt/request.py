@@ -26,12 +26,15 @@ from typing import Any
 
 from vdrt.errors import ConfigError
 
-MODES = ("t2v", "i2v", "extend", "interpolate", "inpaint", "outpaint", "v2v")
+MODES = ("t2v", "i2v", "extend", "interpolate", "inpaint", "outpaint", "v2v", "continue", "slowmo", "upscale", "remove",
+         "grow")
 OUTPUT_TYPES = ("video", "np", "pil", "pt", "latent")
 WRITE_SUFFIXES = (".mp4", ".gif", ".webp")
 SEED_LIMIT = 2**63
 MEDIA = {"t2v": (), "i2v": ("image", "video"), "extend": ("video",), "interpolate": ("image", "video"),
-         "inpaint": ("image", "video", "mask"), "outpaint": ("image", "video", "mask"), "v2v": ("video",)}
+         "inpaint": ("image", "video", "mask"), "outpaint": ("image", "video", "mask"), "v2v": ("video",),
+         "continue": ("video",), "slowmo": ("video",), "upscale": ("video",), "remove": ("video", "mask"),
+         "grow": ("image", "video")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +51,17 @@ class Defaults:
     fps: int = 8
     sampler_timesteps: tuple = ()  # few-step samplers: the distilled timesteps
     trained_size: tuple | None = None  # (frames, height, width) a model was trained at; other sizes refused
+    trained_range: tuple | None = None  # ((min, max) frames, (min, max) side, side multiple): sizes outside refused
     recipe: str | None = None  # a few-step recipe the model's own files name (vdrt.samplers.recipes)
 
     @classmethod
-    def from_card(cls, d: dict) -> "Defaults":
-        """A model card's `defaults` section: its sizes are the trained size."""
+    def from_card(cls, d: dict, trained_range: dict | None = None) -> "Defaults":
+        """A model card's `defaults` section and its `trained_range` ({"frames": [lo, hi], "side": [lo, hi],
+        "multiple": m}); without a range, its default sizes are the only trained size."""
         d = {**d, "sampler_timesteps": tuple(d.get("sampler_timesteps") or ())}
+        if trained_range:
+            r = trained_range
+            return cls(**d, trained_range=(tuple(r["frames"]), tuple(r["side"]), int(r.get("multiple", 1))))
         return cls(**d, trained_size=(d["num_frames"], d["height"], d["width"]))
 
     def replace(self, **kw) -> "Defaults":
@@ -174,10 +182,13 @@ def _check_mode(r: GenerateRequest) -> None:
         _check_media_path(k, getattr(r, k))
     if r.mode == "i2v" and r.image is None and r.video is None:
         raise ConfigError("mode i2v needs a first image: pass image= (CLI: --image PATH)")
-    if r.mode in ("extend", "v2v") and r.video is None:
+    if r.mode in ("extend", "v2v", "continue", "slowmo", "upscale", "remove") and r.video is None:
         raise ConfigError(f"mode {r.mode} needs an input video: pass video= (CLI: --video PATH)")
-    if r.mode == "inpaint" and r.mask is None:
-        raise ConfigError("mode inpaint needs a mask (True/white = generate): pass mask= (CLI: --mask PATH)")
+    if r.mode == "grow" and r.video is None and r.image is None:
+        raise ConfigError("mode grow needs the video (or image) to place in the larger canvas: pass video=")
+    if r.mode in ("inpaint", "remove") and r.mask is None:
+        raise ConfigError(f"mode {r.mode} needs a mask (True/white = generate; remove: one per frame, (T, H, W)): "
+                          "pass mask= (CLI: --mask PATH)")
 
 
 def _check_media_path(kind: str, v) -> None:
@@ -188,10 +199,21 @@ def _check_media_path(kind: str, v) -> None:
 
 
 def _check_trained(d: Defaults, name: str) -> None:
+    if d.trained_range:
+        return _check_range(d, name)
     if d.trained_size and (d.num_frames, d.height, d.width) != tuple(d.trained_size):
         f, h, w = d.trained_size
         raise ConfigError(f"{name} was trained at {f} frames of {w}x{h} only; asked for {d.num_frames} "
                           f"frames of {d.width}x{d.height}. Use --frames {f} --height {h} --width {w}")
+
+
+def _check_range(d: Defaults, name: str) -> None:
+    (f0, f1), (s0, s1), m = d.trained_range
+    ok = f0 <= d.num_frames <= f1 and all(s0 <= v <= s1 and v % m == 0 for v in (d.height, d.width))
+    if not ok:
+        raise ConfigError(f"{name} was trained at {f0}..{f1} frames and {s0}..{s1} px a side (multiples of {m}); "
+                          f"asked for {d.num_frames} frames of {d.width}x{d.height}. Choose --frames, --height "
+                          "and --width inside that range")
 
 
 def _check_sampler(name: str) -> None:

@@ -112,7 +112,7 @@ def solve(teacher, enc, b: modes.Batch, noise: torch.Tensor, grid: int, guidance
         if i in marks:
             states[marks[i]] = x
 
-    x0 = sample(model_fn, noise, sampler, grid, callback=record, progress=False)
+    x0 = sample(model_fn, noise, sampler, grid, on_step_end=record, progress=False)
     sig = torch.tensor([sampler.sigma(0), *(sampler.sigma(i + 1) for i in sorted(marks))])
     return [*states, x0.clamp(-1, 1)], sig
 

@@ -190,12 +190,20 @@ def test_weight_cache_requantizes_on_change_and_forgets_dead_weights():
     assert len(Q.WEIGHT_CACHE) == 0
 
 
-def test_registry_linears_are_opt_in_and_fall_back_on_cpu():
-    x, w = _rand(20, 32, seed=14), _rand(16, 32, seed=15)
+def test_registry_linears_are_opt_in_and_emulated_on_cpu():
+    f32 = torch.float32  # the CPU models' dtype
+    x, w, b = _rand(2, 20, 32, seed=14, scale=1.0, dtype=f32), _rand(16, 32, seed=15, scale=0.1, dtype=f32), \
+        _rand(16, seed=16, dtype=f32)
     assert not Q.supports_fp8(x, w) and not Q.supports_int8(x, w)
-    for name in ("vdrt-fp8", "vdrt-int8"):
-        with ops.use(linear=name):
-            assert torch.equal(ops.linear(x, w), F.linear(x, w))  # CPU: torch fallback
+    assert torch.equal(ops.linear(x, w, b), F.linear(x, w, b))  # not forced: the exact torch op
+    exact = F.linear(x.double(), w.double(), b.double())
+    for name, kind, tol in (("vdrt-fp8", "fp8", 0.08), ("vdrt-int8", "int8", 0.02)):
+        with ops.use(linear=name):  # forced on the CPU: the kernel's quantization, emulated
+            y = ops.linear(x, w, b)
+        assert y.shape == (2, 20, 16) and y.dtype == x.dtype
+        torch.testing.assert_close(y.double(), _simulated_linear(x, w, b, kind), rtol=1e-5, atol=1e-5)
+        rel = ((y.double() - exact).norm() / (exact - b.double()).norm()).item()
+        assert 1e-4 < rel < tol  # lossy, and by the 8-bit codes' error only
 
 
 # ---------------------------------------------------------------- GPU, real shapes

@@ -23,8 +23,8 @@ def clip():
 
 
 def run(pipe, num_steps=2, **kw):
-    return pipe("a red circle", num_frames=T, height=H, width=W, num_steps=num_steps, progress=False, seed=3,
-                **kw).frames
+    kw = {"num_frames": T, "height": H, "width": W, **kw}
+    return pipe("a red circle", num_steps=num_steps, progress=False, seed=3, **kw).frames
 
 
 def test_i2v_keeps_the_first_frame(tiny_pipe, clip):
@@ -115,3 +115,81 @@ def test_wan_i2v_uses_its_native_channels_and_image_embeddings(clip):
     assert pipe.engine.calls[0]["cond"] == ["cond", "image_embeds"]
     with pytest.raises(ConfigError, match="image embeddings"):
         run(pipe, mode="i2v", image=clip[0])
+
+
+# ---------------------------------------------------------------- the modes of issue 12 (generic: pasted)
+
+
+def test_continue_starts_with_the_last_k_frames(tiny_pipe, clip):
+    out = run(tiny_pipe, mode="continue", video=clip, known_frames=2)
+    assert np.array_equal(out[:2], clip[-2:])
+    assert np.abs(out[2:].astype(int) - clip[2:]).mean() > 5
+
+
+def test_slowmo_keeps_the_input_every_m_frames(tiny_pipe, clip):
+    three = clip[:3]
+    out = tiny_pipe("x", mode="slowmo", video=three, height=H, width=W, num_steps=2, progress=False).frames
+    assert out.shape[0] == 5 and np.array_equal(out[::2], three)  # x2 by default: 2 * (3 - 1) + 1 frames
+    assert not np.array_equal(out[1], three[0]) and not np.array_equal(out[1], three[1])
+
+
+def test_per_frame_masks_keep_each_frame_outside_its_mask(tiny_pipe, clip):
+    masks = np.zeros((T, H, W), bool)
+    for t in range(T):
+        masks[t, 4:16, 4 * t: 4 * t + 12] = True
+    out = run(tiny_pipe, mode="remove", video=clip, mask=masks)
+    assert np.array_equal(out[~masks], clip[~masks])
+    assert np.abs(out[masks].astype(int) - clip[masks]).mean() > 5
+    out2 = run(tiny_pipe, mode="inpaint", video=clip, mask=masks)  # inpaint takes per-frame masks too
+    assert np.array_equal(out2[~masks], clip[~masks])
+
+
+def test_a_video_of_masks_is_read_per_frame(tiny_pipe, clip, tmp_path):
+    from vdrt import io
+
+    masks = np.zeros((T, H, W), bool)
+    for t in range(T):
+        masks[t, 8:24, 2 * t: 2 * t + 16] = True  # every frame different (a GIF merges equal frames)
+    io.Video(np.repeat((masks * 255).astype(np.uint8)[..., None], 3, -1), fps=8).save(tmp_path / "m.gif")
+    out = run(tiny_pipe, mode="remove", video=clip, mask=str(tmp_path / "m.gif"))
+    assert np.array_equal(out[~masks], clip[~masks])
+
+
+def test_grow_keeps_the_input_centred(tiny_pipe, clip):
+    narrow = clip[:, :, 8:24]  # 32 x 16 -> 32 x 32
+    out = run(tiny_pipe, mode="grow", video=narrow)
+    assert np.array_equal(out[:, :, 8:24], narrow)
+    assert np.abs(out[:, :, :8].astype(int) - clip[:, :, :8]).mean() > 5
+
+
+def test_story_continues_chunk_after_chunk_lazily(tiny_pipe):
+    asked = []
+
+    def prompts():  # an interactive story: the next prompt is asked for only when the next chunk is
+        for p in ("a red circle moving right", "a red circle falling", "a red circle moving up"):
+            asked.append(p)
+            yield p
+
+    story = tiny_pipe.story(prompts(), known_frames=2, num_frames=T, height=H, width=W, num_steps=2, progress=False)
+    first = next(story)
+    assert len(asked) == 1 and first.frames.shape == (T, H, W, 3)
+    second = next(story)
+    assert np.array_equal(second.frames[:2], first.frames[-2:]) and len(asked) == 2
+    third = next(story)
+    assert np.array_equal(third.frames[:2], second.frames[-2:])
+    assert not np.array_equal(third.frames[2:], second.frames[2:])
+    with pytest.raises(ConfigError, match="story\\(\\) sets mode itself"):
+        next(tiny_pipe.story(["x"], mode="extend"))
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"mode": "continue"}, "needs an input video"),
+    ({"mode": "remove", "video": "VIDEO"}, "needs a mask"),
+    ({"mode": "slowmo", "video": "VIDEO", "num_frames": 6}, "whole frame-rate factor"),
+    ({"mode": "grow", "video": "VIDEO"}, "must be smaller than"),
+    ({"mode": "upscale", "video": "VIDEO"}, "upscale needs a model trained for it"),
+])
+def test_new_modes_refuse_bad_input(tiny_pipe, clip, kw, match):
+    kw = {k: clip if v == "VIDEO" else v for k, v in kw.items()}
+    with pytest.raises(ConfigError, match=match):
+        run(tiny_pipe, **kw)

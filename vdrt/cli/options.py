@@ -18,12 +18,14 @@ GEN_FLAGS = [
     ("--shift", float, "flow-matching timestep shift"),
     ("--recipe", str, "few-step recipe of a step-distilled model: wan-4step-distill | fastwan-3step | none (default: "
                       "the one the model's card or config names); sets the sampler, steps, shift and guidance"),
-    ("--mode", str, "t2v | i2v | extend | interpolate | inpaint | outpaint | v2v"),
+    ("--mode", str, "t2v | i2v | extend | interpolate | inpaint | outpaint | v2v | continue | slowmo | upscale | "
+                    "remove | grow"),
     ("--image", str, "image for i2v (first frame)"),
-    ("--video", str, "video for extend / interpolate / inpaint / outpaint / v2v"),
-    ("--mask", str, "mask image for inpaint/outpaint (white = generate)"),
+    ("--video", str, "input video of every mode but t2v / i2v (continue: the previous chunk; upscale: the low-res "
+                     "clip; grow: a clip smaller than --width x --height)"),
+    ("--mask", str, "mask image for inpaint/outpaint (white = generate); remove/inpaint: a video of per-frame masks"),
     ("--strength", float, "v2v strength in (0, 1]"),
-    ("--known-frames", int, "extend: how many leading frames of --video are kept"),
+    ("--known-frames", int, "extend: how many leading frames of --video are kept (continue: how many of its last)"),
     ("--negative-prompt", str, "negative prompt for guidance"),
     ("--prompt-embeds", str, "safetensors file with 'prompt_embeds' (and optionally 'negative_prompt_embeds')"),
     ("--fps", int, "frames per second of the written video"),
@@ -99,10 +101,12 @@ def lora_specs(opts: dict) -> list:
 def with_recipe(req, opts: dict, info):
     """The request resolved against the model's defaults under --recipe (or the model's own recipe); a recipe
     that does not fit the model, or flags that contradict it, are refused."""
+    from vdrt.pipeline.conditioning import fit_request
     from vdrt.pipeline.recipe import check_request, choose, defaults_with
 
     recipe = choose(opts.get("recipe"), info)
     check_request(recipe, req, info)
+    req = fit_request(req, info.config, info.name)  # sizes from the input (slowmo, upscale); the mode fits the model
     return req.resolved(defaults_with(info.defaults, recipe), info.geometry, info.name)
 
 

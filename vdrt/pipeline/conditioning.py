@@ -1,19 +1,25 @@
-"""Conditioning modes as known latents plus a keep mask.
+"""Conditioning modes as known latents plus a keep mask (and, for some, a hint).
 
 Every mode reduces to: some latents are known (`known`, (C, F, h, w)) where `keep` is 1
 ((1, F, h, w)). Any denoiser can use them by masked latent replacement at each step (the
 known latents noised to the current level are pasted in); models trained for it take them
-natively through their conditioning channels (`native_cond`). v2v (SDEdit) instead starts
-the sampler part-way from the noised input video.
+natively through their conditioning channels (`native.py`). v2v (SDEdit) instead starts
+the sampler part-way from the noised input video; `hint` is a clip that guides without fixing
+(v2v's video, upscale's low-resolution clip), taken by models of layout vdrt-native-v2 only.
 
 | mode        | given                      | known                         |
 | t2v         | text                       | nothing                       |
 | i2v         | image                      | frame 0                       |
 | extend      | video, k                   | the first k frames            |
+| continue    | video (the last chunk), k  | its last k frames, as the first k (story continuation, a new prompt) |
 | interpolate | video (first, last) / 2 images | first and last frames     |
-| inpaint     | video + mask (True = make) | everything outside the mask   |
+| slowmo      | video of T' frames         | frame t*m <- input frame t (m = (F-1)/(T'-1), default 2) |
+| inpaint     | video + mask (True = make) | everything outside the mask (one (H, W) mask, or one per frame (F, H, W)) |
+| remove      | video + per-frame masks    | as inpaint: the masked object is made over (a model trained to remove it) |
 | outpaint    | video + mask (default: a border) | everything outside the mask |
-| v2v         | video, strength            | nothing; starts from the video |
+| grow        | video smaller than the canvas | the video, centred in the larger canvas (outpaint that grows it) |
+| v2v         | video, strength            | nothing; starts from the video (and takes it as the hint) |
+| upscale     | low-res video              | nothing; the hint is the video at half size, upsampled x2 (output 2x) |
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ class Conditioning:
     init: torch.Tensor | None = None  # (C, F, h, w), v2v start latents
     first_image: torch.Tensor | None = None  # (3, H, W) in [-1, 1], for image encoders
     last_image: torch.Tensor | None = None
+    hint: torch.Tensor | None = None  # (C, F, h, w), a clip that guides (native layout v2)
 
 
 def build(req: GenerateRequest, codec) -> Conditioning:
@@ -45,8 +52,24 @@ def build(req: GenerateRequest, codec) -> Conditioning:
     if req.mode not in MODES:
         raise ConfigError(f"unknown mode {req.mode!r}; modes are {list(MODES)}")
     builder = {"t2v": _t2v, "i2v": _i2v, "extend": _extend, "interpolate": _interpolate, "inpaint": _inpaint,
-               "outpaint": _inpaint, "v2v": _v2v}[req.mode]
+               "outpaint": _inpaint, "v2v": _v2v, "continue": _continue, "slowmo": _slowmo, "upscale": _upscale,
+               "remove": _inpaint, "grow": _grow}[req.mode]
     return builder(req, codec)
+
+
+def fit_request(req: GenerateRequest, config=None, name: str = "this model") -> GenerateRequest:
+    """Sizes a mode takes from its input when the request leaves them unset (slowmo: 2x the frame rate;
+    upscale: 2x the size), and the mode checked against the model (`config`), before anything loads."""
+    if config is not None:
+        from vdrt.pipeline import native
+
+        native.check_mode(config, req.mode, name)
+    if req.mode == "slowmo" and req.num_frames is None:
+        return req.replace(num_frames=2 * (media_shape(req.video)[0] - 1) + 1)
+    if req.mode == "upscale" and req.height is None and req.width is None:
+        t, h, w = media_shape(req.video)
+        return req.replace(height=2 * h, width=2 * w, num_frames=req.num_frames or t)
+    return req
 
 
 def _t2v(req, codec):
@@ -60,13 +83,60 @@ def _i2v(req, codec):
 
 
 def _extend(req, codec):
+    """extend: the video's first k frames; continue: its LAST k frames (the previous chunk's end)."""
     frames = media_frames(req.video, req)
     k = req.known_frames or min(frames.shape[1], max(1, req.num_frames // 4))
     if not 1 <= k < req.num_frames or k > frames.shape[1]:
-        raise ConfigError(f"extend: known_frames={k} must be >= 1, < num_frames ({req.num_frames}) and <= the "
+        raise ConfigError(f"{req.mode}: known_frames={k} must be >= 1, < num_frames ({req.num_frames}) and <= the "
                           f"video's {frames.shape[1]} frames")
-    known, keep = _known_prefix(req, codec, frames[:, :k], k)
-    return Conditioning("extend", known=known, keep=keep)
+    given = frames[:, :k] if req.mode == "extend" else frames[:, frames.shape[1] - k:]
+    known, keep = _known_prefix(req, codec, given, k)
+    return Conditioning(req.mode, known=known, keep=keep)
+
+
+_continue = _extend
+
+
+def _slowmo(req, codec):
+    frames = media_frames(req.video, req)  # (3, T', H, W)
+    t, f = frames.shape[1], req.num_frames
+    m = (f - 1) // max(t - 1, 1)
+    if t < 2 or m < 2 or (t - 1) * m + 1 != f:
+        raise ConfigError(f"slowmo: {f} frames from a {t}-frame video is not a whole frame-rate factor m >= 2 "
+                          f"(frames = m * (T' - 1) + 1, e.g. {2 * (t - 1) + 1} for x2, {4 * (t - 1) + 1} for x4)")
+    if codec.geometry.time_factor != 1:
+        raise ConfigError("slowmo keeps single frames; this model's VAE packs several frames a latent frame")
+    shape = codec.geometry.latent_shape(f, req.height, req.width)
+    known, keep = torch.zeros(shape), torch.zeros(1, *shape[1:])
+    known[:, ::m], keep[:, ::m] = codec.encode(frames).float(), 1
+    return Conditioning("slowmo", known=known, keep=keep)
+
+
+def _upscale(req, codec):
+    """The hint: the video at half the output size, upsampled x2 by nearest neighbour (as trained)."""
+    if req.height % 2 or req.width % 2:
+        raise ConfigError(f"upscale makes 2x the input: height and width must be even, got {req.height}x{req.width}")
+    low = _frames_at(req.video, req.height // 2, req.width // 2)  # (3, T, H/2, W/2)
+    up = F.interpolate(_fit_frames(low, req.num_frames)[None], scale_factor=(1, 2, 2), mode="nearest")[0]
+    return Conditioning("upscale", hint=codec.encode(up).float())
+
+
+def _grow(req, codec):
+    """The input (not resized) centred in the request's larger canvas; the rest is generated."""
+    src = req.video if req.video is not None else req.image
+    frames = _fit_frames(raw_frames(src), req.num_frames)  # (3, F, h0, w0)
+    h0, w0 = frames.shape[-2:]
+    if h0 > req.height or w0 > req.width or (h0, w0) == (req.height, req.width):
+        raise ConfigError(f"grow: the {w0}x{h0} input must be smaller than the {req.width}x{req.height} canvas in "
+                          "one side and not larger in the other; pass a larger --width or --height")
+    top, left = (req.height - h0) // 2, (req.width - w0) // 2
+    canvas = torch.zeros(3, req.num_frames, req.height, req.width)
+    canvas[:, :, top:top + h0, left:left + w0] = frames
+    keep_px = np.zeros((req.height, req.width), bool)
+    keep_px[top:top + h0, left:left + w0] = True
+    known = codec.encode(canvas).float()
+    keep = _latent_keep(keep_px, known.shape[-2:])
+    return Conditioning("grow", known=known, keep=keep.expand(1, known.shape[1], *keep.shape[-2:]).contiguous())
 
 
 def _interpolate(req, codec):
@@ -86,15 +156,20 @@ def _inpaint(req, codec):
         raise ConfigError(f"mode {req.mode} needs the video (or image) to edit: pass video= or image=")
     frames = media_frames(source, req)
     frames = _fit_frames(frames, req.num_frames)
-    gen = generation_mask(req)  # (H, W) True = generate
-    known = codec.encode(frames).float()  # (C, F, h, w)
-    keep = _latent_keep(~gen, known.shape[-2:])  # (1, h, w)
-    return Conditioning(req.mode, known=known, keep=keep.expand(1, known.shape[1], *keep.shape[-2:]).contiguous())
+    gen = frame_masks(req)  # (F, H, W) True = generate
+    known = codec.encode(frames).float()  # (C, f, h, w)
+    if len(gen) == 1:
+        keep = _latent_keep(~gen[0], known.shape[-2:])  # (1, h, w)
+        keep = keep.expand(1, known.shape[1], *keep.shape[-2:]).contiguous()
+    else:
+        keep = _latent_keep_frames(~gen, known.shape[1:], codec.geometry.time_factor)
+    return Conditioning(req.mode, known=known, keep=keep)
 
 
 def _v2v(req, codec):
     frames = _fit_frames(media_frames(req.video, req), req.num_frames)
-    return Conditioning("v2v", init=codec.encode(frames).float())
+    z = codec.encode(frames).float()
+    return Conditioning("v2v", init=z, hint=z)
 
 
 def _known_prefix(req, codec, frames, k) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,24 +198,41 @@ def media_frames(src, req, single: bool = False) -> torch.Tensor:
     """A path, `Video`, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request size."""
     from vdrt import io
 
+    return _frames_at(src, req.height, req.width, single)
+
+
+def _frames_at(src, height: int, width: int, single: bool = False) -> torch.Tensor:
+    """Media -> (3, T, height, width) in [-1, 1]."""
+    from vdrt import io
+
+    x = raw_frames(src, single)
+    if x.shape[-2:] == (height, width):
+        return x
+    if isinstance(src, torch.Tensor):
+        return _resize_float(x, height, width)
+    return io.to_float(io.resize_frames(io.frames_from_float(x), height, width))
+
+
+def raw_frames(src, single: bool = False) -> torch.Tensor:
+    """Media at its own size -> (3, T, H, W) in [-1, 1]."""
+    from vdrt import io
+
     if isinstance(src, io.Video):
         src = src.frames
     if isinstance(src, torch.Tensor):
         x = src.float()
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
-        return _resize_float(x, req.height, req.width)
-    if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__"):
-        arr = _read_path(src, single)
-    else:
-        arr = np.asarray(src)
+        return x.unsqueeze(1) if x.dim() == 3 else x
+    arr = _read_path(src, single) if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__") else np.asarray(src)
     if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
         raise MediaError(f"media array of dtype {arr.dtype} and shape {arr.shape} does not fit: need uint8 (H, W, 3) "
                          "or (T, H, W, 3)")
-    if arr.ndim == 3:
-        arr = arr[None]
-    arr = io.resize_frames(arr, req.height, req.width)
-    return io.to_float(arr)
+    return io.to_float(arr[None] if arr.ndim == 3 else arr)
+
+
+def media_shape(src) -> tuple[int, int, int]:
+    """(T, H, W) of a video given as a path, `Video`, uint8 array or float (3, T, H, W) tensor."""
+    t, h, w = raw_frames(src).shape[1:]
+    return t, h, w
 
 
 def _read_path(src, single: bool) -> np.ndarray:
@@ -168,23 +260,51 @@ def _fit_frames(frames: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([frames, frames[:, -1:].expand(-1, n - t, -1, -1)], dim=1)
 
 
-def generation_mask(req) -> np.ndarray:
-    """(H, W) bool, True = generate. outpaint without a mask: a border of 1/4 on each side."""
-    from vdrt import io
+def frame_masks(req) -> np.ndarray:
+    """(1, H, W) or (F, H, W) bool, True = generate. outpaint without a mask: a border of 1/4 on each side.
 
+    A mask is an image or .npy path, a (H, W) array, or per frame a (F, H, W) array or a video of masks
+    (grey level > 127 = generate)."""
     if req.mask is None:  # outpaint (inpaint without a mask is refused by the request)
-        m = np.ones((req.height, req.width), bool)
-        m[req.height // 4: -(req.height // 4), req.width // 4: -(req.width // 4)] = False
+        m = np.ones((1, req.height, req.width), bool)
+        m[:, req.height // 4: -(req.height // 4), req.width // 4: -(req.width // 4)] = False
         return m
-    m = io.read_mask(req.mask) if isinstance(req.mask, (str, bytes)) or hasattr(req.mask, "__fspath__") \
-        else np.asarray(req.mask)
-    if m.shape != (req.height, req.width):
-        raise MediaError(f"mask of size {m.shape} does not match the video size ({req.height}, {req.width}); "
+    m = _read_masks(req.mask)
+    m = m[None] if m.ndim == 2 else m
+    if m.ndim != 3 or m.shape[1:] != (req.height, req.width) or len(m) not in (1, req.num_frames):
+        raise MediaError(f"mask of shape {m.shape} does not match the video size: need (H, W) = ({req.height}, "
+                         f"{req.width}) or one per frame (F, H, W) = ({req.num_frames}, {req.height}, {req.width}); "
                          "resize the mask or pass height/width to match")
     return m.astype(bool)
+
+
+def _read_masks(mask) -> np.ndarray:
+    from pathlib import Path
+
+    from vdrt import io
+
+    if isinstance(mask, torch.Tensor):
+        return mask.cpu().numpy()
+    if not (isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__")):
+        return np.asarray(mask)
+    p = Path(mask)
+    if p.is_dir() or p.suffix.lower() in io.AV_SUFFIXES + (".gif",):
+        return io.read_video(p).mean(axis=-1) > 127  # (F, H, W) from a video of masks
+    return io.read_mask(p)
 
 
 def _latent_keep(keep_px: np.ndarray, hw) -> torch.Tensor:
     """(H, W) bool pixels -> (1, h, w) float: a latent pixel is kept only if all its pixels are known."""
     k = torch.from_numpy(keep_px.astype(np.float32))[None, None]
     return (-F.adaptive_max_pool2d(-k, tuple(hw)))[0]
+
+
+def _latent_keep_frames(keep_px: np.ndarray, fhw, time_factor: int) -> torch.Tensor:
+    """(F, H, W) bool pixels -> (1, f, h, w): a latent pixel is kept only if all the pixels it covers are known
+    (latent frame 0 covers frame 0, latent frame j frames (j-1)*tf+1 .. j*tf, as Wan's causal VAE)."""
+    f, h, w = fhw
+    per_frame = torch.stack([_latent_keep(k, (h, w))[0] for k in keep_px])  # (F, h, w)
+    if time_factor == 1:
+        return per_frame[None]
+    groups = [per_frame[:1]] + [per_frame[(j - 1) * time_factor + 1: j * time_factor + 1] for j in range(1, f)]
+    return torch.stack([g.amin(0) for g in groups])[None]

@@ -1,28 +1,71 @@
 """Native conditioning inputs for models trained with conditioning channels.
 
-- vdrt's own format (factorized models with cond_channels = C + 1, e.g. vdrt-tiny):
-  cond = [known * keep (C), keep (1)] over all latent frames; zeros for t2v.
-- Wan I2V (cond_channels = 20): [mask (4), VAE latents of (image, zeros...) (16)] and CLIP
-  image embeddings, built as diffusers' WanImageToVideoPipeline builds them.
-Models without conditioning channels get nothing here; the pipeline then pastes the known
-latents at every step instead (`replaces_latents`).
+The layout follows from the config (a card's `cond_layout` must agree: `check_layout`):
+
+| layout | cond_channels | channels | native modes |
+| --- | --- | --- | --- |
+| vdrt-native-v1 (vdrt-tiny) | C + 1 | [known * keep (C), keep (1)] | keep-mask modes |
+| vdrt-native-v2 (vdrt-tiny-wan) | 2 (C + 1) | [known * keep (C), keep (1), hint * has_hint (C), has_hint (1)] | all |
+| wan-i2v (Wan2.1 I2V) | 20 | [mask (4), VAE latents of (image, zeros...) (16)] + CLIP image embeddings | i2v |
+
+all over every latent frame; zeros are t2v. `hint` is a clip that guides without fixing (v2v: the input video;
+upscale: the low-resolution clip upsampled x2). Wan I2V's inputs are built as diffusers'
+WanImageToVideoPipeline builds them. Models without conditioning channels get nothing here; the
+pipeline then pastes the known latents at every step instead (`replaces_latents`).
 """
 from __future__ import annotations
 
 import torch
 
-from vdrt.errors import ConfigError
+from vdrt.errors import CheckpointError, ConfigError
 
 WAN_NATIVE_MODES = ("i2v",)
+LAYOUTS = ("vdrt-native-v1", "vdrt-native-v2", "wan-i2v")
+HINT_MODES = ("upscale",)  # modes that exist only as a hint: a model must take hints natively
+
+
+def layout(config) -> str | None:
+    """The conditioning layout of a model config (None: no conditioning channels)."""
+    c, n = config.in_channels, config.cond_channels
+    if n == 0:
+        return None
+    if n == c + 1:
+        return "vdrt-native-v1"
+    if n == 2 * (c + 1):
+        return "vdrt-native-v2"
+    if config.family == "wan":
+        return "wan-i2v"
+    raise ConfigError(f"cond_channels={n} is none of vdrt's layouts for {c} channels ({c + 1}: [known, keep]; "
+                      f"{2 * (c + 1)}: [known, keep, hint, has_hint])")
+
+
+def check_layout(config, card_layout: str | None, name: str) -> None:
+    """A card that names its layout must name the one its config has."""
+    if card_layout is not None and card_layout != layout(config):
+        raise CheckpointError(f"model card {name!r} says cond_layout {card_layout!r} but its config has "
+                              f"{layout(config)!r} ({config.cond_channels} conditioning channels)")
+
+
+def check_mode(config, mode: str, name: str = "this model") -> None:
+    """Refuse, before anything loads, a mode the model cannot run."""
+    lay = layout(config)
+    if mode in HINT_MODES and lay != "vdrt-native-v2":
+        raise ConfigError(f"mode {mode} needs a model trained for it (conditioning layout vdrt-native-v2, e.g. "
+                          f"vdrt-tiny-wan); {name} has {lay or 'no conditioning channels'}. With another model, "
+                          "run mode v2v on the upsampled video")
+    if mode == "slowmo" and config.in_channels != 3 and lay != "vdrt-native-v2":
+        raise ConfigError(f"mode slowmo keeps single frames; {name} has a VAE (several frames a latent frame): "
+                          "use a pixel-space model (vdrt-tiny-wan, vdrt-tiny)")
 
 
 def replaces_latents(config, cond) -> bool:
     """True when the pipeline must paste known latents each step (no native path for this mode)."""
     if cond.keep is None:
         return False
-    if config.cond_channels == 0:
+    lay = layout(config)
+    if lay is None:
         return True
-    return config.family == "wan" and cond.mode not in WAN_NATIVE_MODES
+    return lay == "wan-i2v" and cond.mode not in WAN_NATIVE_MODES
 
 
 def latent_paste(config, cond, sampler, shape, generator, device):
@@ -44,20 +87,28 @@ def latent_paste(config, cond, sampler, shape, generator, device):
 
 def inputs(config, cond, shape, codec, image_encoder=None, image_embeds=None) -> dict:
     """Extra denoiser inputs for latents of `shape` (C, F, h, w), each with a batch dim of 1."""
-    if config.cond_channels == 0:
+    lay = layout(config)
+    if lay is None:
         return {}
-    if config.family == "wan":
+    if lay == "wan-i2v":
         return _wan_inputs(config, cond, shape, codec, image_encoder, image_embeds)
-    return {"cond": _masked_known(config, cond, shape)}
+    known = _masked_known(cond, shape)  # (1, C+1, F, h, w)
+    return {"cond": known if lay == "vdrt-native-v1" else torch.cat([known, _hint(cond, shape)], dim=1)}
 
 
-def _masked_known(config, cond, shape) -> torch.Tensor:
-    c = config.in_channels
-    if config.cond_channels != c + 1:
-        raise ConfigError(f"cond_channels={config.cond_channels} is not vdrt's [known ({c}), keep (1)] layout")
+def _masked_known(cond, shape) -> torch.Tensor:
+    """(1, C+1, F, h, w): [known * keep, keep], zeros when nothing is kept."""
     if cond.keep is None:
-        return torch.zeros(1, c + 1, *shape[1:])
-    return torch.cat([cond.known * cond.keep, cond.keep])[None]  # (1, C+1, F, h, w)
+        return torch.zeros(1, shape[0] + 1, *shape[1:])
+    keep = cond.keep.expand(1, *shape[1:])
+    return torch.cat([cond.known * keep, keep])[None]
+
+
+def _hint(cond, shape) -> torch.Tensor:
+    """(1, C+1, F, h, w): [hint, 1] for a clip that guides (v2v, upscale), else zeros."""
+    if cond.hint is None:
+        return torch.zeros(1, shape[0] + 1, *shape[1:])
+    return torch.cat([cond.hint, torch.ones(1, *shape[1:])])[None]
 
 
 def _wan_inputs(config, cond, shape, codec, image_encoder, image_embeds) -> dict:

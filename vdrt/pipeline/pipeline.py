@@ -118,9 +118,17 @@ class Pipeline(LoraLoaderMixin):
         """A `GenerateRequest`, or its fields as keywords (vdrt's or diffusers' names); see vdrt.pipeline.call."""
         req, call = request_from_call(prompt, kwargs)
         recipe_mod.check_request(self.recipe, req, self.info)
-        req = req.resolved(self.defaults, self.codec.geometry, self.name)
+        req = conditioning.fit_request(req, self.config, self.name).resolved(self.defaults, self.codec.geometry,
+                                                                             self.name)
         videos = [self.generate_one(req, p, k, call) for p in req.prompts for k in range(req.num_videos)]
         return package(videos, req, call, self.codec)
+
+    def story(self, prompts, video=None, known_frames: int | None = None, seed: int = 0, **kwargs):
+        """Story continuation: an iterator of Videos, one per prompt, each continuing the last with
+        `mode="continue"` (vdrt.pipeline.story); `prompts` may be a generator fed as the story goes."""
+        from vdrt.pipeline.story import chunks
+
+        return chunks(self, prompts, video, known_frames, seed, **kwargs)
 
     def generate_one(self, req: GenerateRequest, prompt: str, index: int = 0, call=None) -> torch.Tensor:
         """Latents (1, C, F, h, w) of video `index` of `prompt` (seed + index), after the last step."""

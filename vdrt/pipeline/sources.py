@@ -121,9 +121,12 @@ def describe(source) -> ModelInfo:
         recipe = _named_recipe(_json(index), index)
         return ModelInfo("diffusers", str(path), cfg, defaults_for(cfg).replace(recipe=recipe))
     if str(source) in embedded.names():
+        from vdrt.pipeline.native import check_layout
+
         card = embedded.card(str(source))
         cfg = models.config_from_dict(card.config)
-        return ModelInfo("embedded", str(source), cfg, Defaults.from_card(card.defaults), card)
+        check_layout(cfg, card.cond_layout, card.name)
+        return ModelInfo("embedded", str(source), cfg, Defaults.from_card(card.defaults, card.trained_range), card)
     _refuse_missing_path(path, source)
     cfg = models.config_from_name(str(source))
     return ModelInfo("preset", str(source), cfg, defaults_for(cfg))
@@ -149,7 +152,8 @@ def _describe_engine(path: Path) -> ModelInfo:
     recipe = _named_recipe(options, path / "manifest.json")  # recorded by `vdrt build` (see vdrt build --recipe)
     if options.get("source") in embedded.names():  # built from an embedded model: its own text encoder and defaults
         card = embedded.card(options["source"])
-        return ModelInfo("engine", str(path), cfg, Defaults.from_card(card.defaults).replace(recipe=recipe), card)
+        defaults = Defaults.from_card(card.defaults, card.trained_range)
+        return ModelInfo("engine", str(path), cfg, defaults.replace(recipe=recipe), card)
     return ModelInfo("engine", str(path), cfg, defaults_for(cfg).replace(recipe=recipe))
 
 
