@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from vdrt.errors import MediaError, SamplingError, require
+from vdrt.errors import MediaError, SamplingError, VdrtError, require
 
 if TYPE_CHECKING:
     import torch
@@ -140,6 +140,8 @@ def _atomic_file(target: Path, write: Callable[[Path], None]) -> None:
     try:
         with atomic_path(target, suffix=".part" + target.suffix) as tmp:
             write(tmp)
+    except VdrtError:
+        raise
     except (OSError, ValueError) as e:
         raise MediaError(f"could not write {target}: {type(e).__name__}: {e}") from e
 

@@ -160,9 +160,8 @@ def parse_sparse(text):
         return None
     text = str(text).strip()
     try:
-        if "x" in text:
-            return SparseConfig(window=tuple(int(n) for n in text.split("x")))
-        return SparseConfig(density=float(text))
+        kw = {"window": tuple(int(n) for n in text.split("x"))} if "x" in text else {"density": float(text)}
     except ValueError:
         raise ConfigError(f"--sparse {text!r}: give a density in (0, 1] like 0.25, or a window of tiles FxHxW "
                           "like 2x7x5") from None
+    return SparseConfig(**kw)
