@@ -82,7 +82,26 @@ def checked_request(opts: dict):
 
         raise EngineError(f"{model} is not an engine directory (no manifest.json); build one with `vdrt build`")
     info = describe(model)
-    return with_recipe(req, opts, info)
+    req = with_recipe(req, opts, info)
+    check_memory(req, opts, info)
+    return req
+
+
+def check_memory(req, opts: dict, info) -> None:
+    """The device, precision, the model's size limits and the memory estimate, before any weight loads
+    (vdrt.pipeline.memory); --gpus runs are checked in each child, on its own device."""
+    from vdrt.cli.runconfig import parse_precision
+    from vdrt.pipeline import memory
+    from vdrt.pipeline.sources import device_and_dtype
+
+    dtype = parse_precision(opts.get("precision")) or parse_precision(opts.get("dtype"), "--dtype")
+    device, dtype = device_and_dtype(opts.get("device"), dtype)
+    if opts.get("gpus") and opts["gpus"] > 1:
+        return
+    from vdrt import ops
+
+    attention = ops.ALIASES.get(opts.get("attention"), opts.get("attention")) or ops.get_choice("attention")
+    memory.check(req, memory.plan_before_load(info, device, dtype, attention))
 
 
 def lora_specs(opts: dict) -> list:
