@@ -133,6 +133,9 @@ class GenerateRequest:
         if geometry is not None:
             geometry.latent_shape(d.num_frames, d.height, d.width)
         _check_sampler(d.sampler)
+        if self.known_frames is not None and self.known_frames >= d.num_frames:
+            raise ConfigError(f"known_frames={self.known_frames} must be below num_frames ({d.num_frames}): extend "
+                              "keeps the first known_frames frames and generates the rest")
         _log_unused_negative(self, d.guidance)
         strength = DEFAULT_STRENGTH if self.mode == "v2v" and self.strength is None else self.strength
         return self.replace(num_frames=d.num_frames, height=d.height, width=d.width, num_steps=d.num_steps,

@@ -17,6 +17,7 @@ the sampler part-way from the noised input video.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 
 from vdrt.errors import ConfigError, MediaError
 from vdrt.request import MODES, GenerateRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,14 +57,14 @@ def _t2v(req, codec):
 
 
 def _i2v(req, codec):
-    frames = media_frames(req.image if req.image is not None else req.video, req, single=True)[:, :1]
+    frames = media_frames(req.image if req.image is not None else req.video, req, single=True, max_frames=1)[:, :1]
     known, keep = _known_prefix(req, codec, frames, 1)
     return Conditioning("i2v", known=known, keep=keep, first_image=frames[:, 0])
 
 
 def _extend(req, codec):
-    frames = media_frames(req.video, req)
-    k = req.known_frames or min(frames.shape[1], max(1, req.num_frames // 4))
+    frames = media_frames(req.video, req, max_frames=req.known_frames or max(1, req.num_frames // 4))
+    k = req.known_frames or frames.shape[1]
     if not 1 <= k < req.num_frames or k > frames.shape[1]:
         raise ConfigError(f"extend: known_frames={k} must be >= 1, < num_frames ({req.num_frames}) and <= the "
                           f"video's {frames.shape[1]} frames")
@@ -84,8 +87,7 @@ def _inpaint(req, codec):
     source = req.video if req.video is not None else req.image
     if source is None:
         raise ConfigError(f"mode {req.mode} needs the video (or image) to edit: pass video= or image=")
-    frames = media_frames(source, req)
-    frames = _fit_frames(frames, req.num_frames)
+    frames = _fit_frames(media_frames(source, req, max_frames=req.num_frames + 1), req.num_frames, req.mode)
     gen = generation_mask(req)  # (H, W) True = generate
     known = codec.encode(frames).float()  # (C, F, h, w)
     keep = _latent_keep(~gen, known.shape[-2:])  # (1, h, w)
@@ -93,7 +95,7 @@ def _inpaint(req, codec):
 
 
 def _v2v(req, codec):
-    frames = _fit_frames(media_frames(req.video, req), req.num_frames)
+    frames = _fit_frames(media_frames(req.video, req, max_frames=req.num_frames + 1), req.num_frames, "v2v")
     return Conditioning("v2v", init=codec.encode(frames).float())
 
 
@@ -119,8 +121,9 @@ def _endpoints(req):
     raise ConfigError("mode interpolate needs the first and last frames: pass video= or image=(first, last)")
 
 
-def media_frames(src, req, single: bool = False) -> torch.Tensor:
-    """A path, `Video`, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request size."""
+def media_frames(src, req, single: bool = False, max_frames: int | None = None) -> torch.Tensor:
+    """A path, `Video`, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request
+    size; a file is decoded only up to `max_frames`, each frame resized as it is decoded (vdrt.io.read_video)."""
     from vdrt import io
 
     if isinstance(src, io.Video):
@@ -129,9 +132,9 @@ def media_frames(src, req, single: bool = False) -> torch.Tensor:
         x = src.float()
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        return _resize_float(x, req.height, req.width)
+        return _resize_float(x[:, :max_frames], req.height, req.width)
     if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__"):
-        arr = _read_path(src, single)
+        arr = _read_path(src, single, max_frames, (req.height, req.width))
     else:
         arr = np.asarray(src)
     if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
@@ -139,33 +142,45 @@ def media_frames(src, req, single: bool = False) -> torch.Tensor:
                          "or (T, H, W, 3)")
     if arr.ndim == 3:
         arr = arr[None]
-    arr = io.resize_frames(arr, req.height, req.width)
-    return io.to_float(arr)
+    arr = arr[:max_frames]
+    if arr.shape[1:3] != (req.height, req.width):
+        io.log_resize("the input", arr.shape[1:3], (req.height, req.width))
+    return io.to_float(io.resize_frames(arr, req.height, req.width))
 
 
-def _read_path(src, single: bool) -> np.ndarray:
+def _read_path(src, single: bool, max_frames: int | None, size: tuple) -> np.ndarray:
     from pathlib import Path
 
     from vdrt import io
 
     p = Path(src)
     if single and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
-        return io.read_image(p)
-    return io.read_video(p)
+        img = io.read_image(p)
+        if img.shape[:2] != tuple(size):
+            io.log_resize(str(p), img.shape[:2], size)
+        return img
+    return io.read_video(p, max_frames=max_frames, size=size)
 
 
 def _resize_float(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if x.shape[-2:] == (h, w):
         return x
+    from vdrt import io
+
+    io.log_resize("the input tensor", tuple(x.shape[-2:]), (h, w))
     return F.interpolate(x.transpose(0, 1), size=(h, w), mode="bilinear", align_corners=False).transpose(0, 1)
 
 
-def _fit_frames(frames: torch.Tensor, n: int) -> torch.Tensor:
-    """(3, T, H, W) -> (3, n, H, W): cut, or repeat the last frame (still images become still videos)."""
+def _fit_frames(frames: torch.Tensor, n: int, mode: str = "") -> torch.Tensor:
+    """(3, T, H, W) -> (3, n, H, W): cut, or repeat the last frame (still images become still videos); logged."""
     t = frames.shape[1]
-    if t >= n:
+    if t > n:
+        log.info("%s: using the first %d frames of the input (it has more)", mode, n)
         return frames[:, :n]
-    return torch.cat([frames, frames[:, -1:].expand(-1, n - t, -1, -1)], dim=1)
+    if t < n:
+        log.info("%s: the input has %d frame(s); its last frame is repeated to make %d", mode, t, n)
+        return torch.cat([frames, frames[:, -1:].expand(-1, n - t, -1, -1)], dim=1)
+    return frames
 
 
 def generation_mask(req) -> np.ndarray:
