@@ -406,7 +406,7 @@ def _weights_before_load(info, dtype) -> int:
     from vdrt.engines import inspect_engine
 
     if info.kind == "engine":
-        return sum(int(a.get("size", 0)) for a in inspect_engine(info.name).get("artifacts", {}).values())
+        return sum(int(a.get("bytes", 0)) for a in inspect_engine(info.name).get("artifacts", {}).values())
     n = param_count(info.config)
     root = Path(info.name) / ("transformer" if info.kind == "diffusers" else "")
     own = n * _bytes(dtype) if n is not None else _folder_bytes(root)
