@@ -51,7 +51,7 @@ PIL_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".jpg", ".jpeg", ".bmp", ".tif
 FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 64 * 2**20  # per image or frame (8192 x 8192); Pillow only warns below 2x its own 89 MP
 MAX_DECODED_BYTES = 4 * 2**30  # a whole video read without max_frames
-_FRAME_NAME = re.compile(r"frame_\d+\.png")
+FRAME_NAME = re.compile(r"frame_\d+\.png")  # what a PNG-folder output holds
 # What a broken or foreign file makes Pillow raise (SyntaxError and struct.error come from
 # some plugins' header parsers; UnidentifiedImageError is an OSError).
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
@@ -81,9 +81,13 @@ class Video:
 
     def __getitem__(self, index):
         """video[i] -> frame i, uint8 (H, W, 3); video[a:b] (a slice or index list) -> a Video of those frames."""
+        try:
+            frames = self.frames[index]
+        except (IndexError, TypeError, ValueError) as e:
+            raise MediaError(f"Video[{index!r}]: {e}; this video has {len(self)} frames: index with an int (one "
+                             "frame), a slice or a list of frame indices") from None
         if isinstance(index, (int, np.integer)):
-            return self.frames[index]
-        frames = self.frames[index]
+            return frames
         if not isinstance(frames, np.ndarray) or frames.ndim != 4:
             raise MediaError(f"Video[{index!r}]: index with an int (one frame), a slice or a list of frame indices")
         return Video(np.ascontiguousarray(frames), fps=self.fps)
@@ -202,7 +206,7 @@ def _check_replaceable_folder(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise MediaError(f"cannot write PNG frames to {target}: it exists and is not a folder")
     if target.is_dir():
-        others = sorted(p.name for p in target.iterdir() if not _FRAME_NAME.fullmatch(p.name))
+        others = sorted(p.name for p in target.iterdir() if not FRAME_NAME.fullmatch(p.name))
         if others:
             raise MediaError(f"cannot write PNG frames to {target}: it holds other files ({others[0]!r} ...); "
                              "save to a new or empty folder")

@@ -113,6 +113,7 @@ class GenerateRequest:
         _check_counts(self)
         _check_numbers(self)
         _check_words(self)
+        _check_arrays(self)
         _check_mode(self)
         if self.out is not None:
             check_output(self.out, self.force)
@@ -138,6 +139,9 @@ class GenerateRequest:
                               "keeps the first known_frames frames and generates the rest")
         _log_unused_negative(self, d.guidance)
         strength = DEFAULT_STRENGTH if self.mode == "v2v" and self.strength is None else self.strength
+        if strength is not None and int(d.num_steps * strength) < 1:  # as Sampler.start_index, before any work
+            raise ConfigError(f"strength {strength} with {d.num_steps} steps runs no step (v2v runs the last "
+                              f"int(steps x strength)); raise --strength or --steps")
         return self.replace(num_frames=d.num_frames, height=d.height, width=d.width, num_steps=d.num_steps,
                             guidance=d.guidance, sampler=d.sampler, shift=d.shift, fps=d.fps, strength=strength)
 
@@ -241,6 +245,14 @@ def _check_words(r: GenerateRequest) -> None:
         raise _type_error("out", r.out, "a path")
 
 
+def _check_arrays(r: GenerateRequest) -> None:
+    """Tensor inputs are tensors or arrays (their values are checked by the Pipeline, which has torch)."""
+    for name in ("latents", "prompt_embeds", "negative_prompt_embeds", "image_embeds"):
+        v = getattr(r, name)
+        if v is not None and not (hasattr(v, "shape") and hasattr(v, "dtype")):
+            raise _type_error(name, v, "a torch tensor or numpy array")
+
+
 def _log_unused_negative(r: GenerateRequest, guidance: float) -> None:
     """The rule's second half (module doc): what guidance 1 turns off is logged, not refused."""
     if guidance == 1.0 and (r.negative_prompt or r.negative_prompt_embeds is not None):
@@ -310,6 +322,14 @@ def check_output(out, force: bool = False) -> None:
     if not folder and p.suffix.lower() not in WRITE_SUFFIXES:
         raise ConfigError(f"cannot write {text!r}: unknown suffix {p.suffix!r}; use one of "
                           f"{', '.join(WRITE_SUFFIXES)}, or a folder path (a trailing '/') for PNG frames")
+    if folder and p.exists() and not p.is_dir():
+        raise ConfigError(f"cannot write PNG frames to {text}: it is a file; give a suffix ({', '.join(WRITE_SUFFIXES)}) "
+                          "or another folder")
+    from vdrt.io import FRAME_NAME
+
+    if folder and p.is_dir() and any(not FRAME_NAME.fullmatch(q.name) for q in p.iterdir()):
+        raise ConfigError(f"cannot write PNG frames to {text}: it holds other files; choose a new or empty folder "
+                          "(--force replaces only earlier frames)")
     if p.exists() and not force and not (folder and p.is_dir() and not any(p.iterdir())):
         raise ConfigError(f"{text} exists; pass --force to replace it, or choose another output path")
     parent = next((q for q in [p.parent, *p.parent.parents] if q.exists()), Path("."))

@@ -96,6 +96,10 @@ def check_memory(req, opts: dict, info) -> None:
 
     dtype = parse_precision(opts.get("precision")) or parse_precision(opts.get("dtype"), "--dtype")
     device, dtype = device_and_dtype(opts.get("device"), dtype)
+    if opts.get("cuda_graphs") and device.type != "cuda":
+        from vdrt.errors import ConfigError
+
+        raise ConfigError(f"--cuda-graphs needs a CUDA device; this run is on {device}: drop --cuda-graphs")
     if opts.get("gpus") and opts["gpus"] > 1:
         return
     from vdrt import ops

@@ -142,7 +142,7 @@ def would_fit(req, plan: Plan, have: int) -> str:
     frames = _valid(plan.geometry, req.num_frames)
     best = _largest(frames, lambda n: fits(num_frames=n))
     if best is not None:
-        return f"At {req.width}x{req.height} at most {best} frames fit."
+        return f"At {req.width}x{req.height} at most {best} frame{'s fit' if best > 1 else ' fits'}."
     m = plan.geometry.multiple
     sizes = [(h, _scaled(req.width * h / req.height, m)) for h in range(req.height - m, 0, -m)]
     sizes = [s for s in sizes if s[1] >= m][::-1]

@@ -126,6 +126,7 @@ class Pipeline(LoraLoaderMixin):
         recipe_mod.check_request(self.recipe, req, self.info)
         req = req.resolved(self.defaults, self.codec.geometry, self.name)
         memory.check(req, memory.plan_loaded(self))  # the model's limits and the memory, before any step
+        _check_tensors(req, self.config)
         videos = [self.generate_one(req, p, k, call) for p in req.prompts for k in range(req.num_videos)]
         return package(videos, req, call, self.codec)
 
@@ -184,6 +185,24 @@ class Pipeline(LoraLoaderMixin):
         bar = {"desc": "denoise", **self._progress, **({} if call is None or call.progress else {"disable": True})}
         return sample(run.model, x, run.sampler, req.num_steps, start=run.start, hooks=self.hooks,
                       on_step_end=_chain(paste, user), progress=bar)
+
+
+def _check_tensors(req: GenerateRequest, config) -> None:
+    """The request's tensors: real, floating, finite; image embeddings only for a model that takes them."""
+    from vdrt.errors import ConfigError
+
+    if req.image_embeds is not None and getattr(config, "image_dim", None) is None:
+        raise ConfigError("image_embeds= is used only by models with an image encoder (Wan I2V); this model takes "
+                          "none: drop it")
+    for name in ("latents", "prompt_embeds", "negative_prompt_embeds", "image_embeds"):
+        v = getattr(req, name)
+        if v is None:
+            continue
+        t = torch.as_tensor(v)
+        if t.is_complex() or not t.is_floating_point():
+            raise ConfigError(f"{name} has dtype {t.dtype}; it takes real floating point (float32 / bfloat16)")
+        if not torch.isfinite(t).all():
+            raise ConfigError(f"{name} holds NaN or Inf; pass finite values")
 
 
 def _check_switches(**switches) -> None:

@@ -191,6 +191,11 @@ def check_lora_arg(lora, trust_pickle: bool | None = None) -> list[tuple[str, fl
         return []
     if isinstance(lora, (str, Path)) or (isinstance(lora, tuple) and len(lora) == 2 and _is_scale(lora[1])):
         lora = [lora]
+    if not isinstance(lora, (list, tuple)):
+        from vdrt.errors import InputTypeError
+
+        raise InputTypeError(f"lora={lora!r} must be a path, a (path, scale) pair or a list of them, not a "
+                             f"{type(lora).__name__}")
     specs = []
     for item in lora:
         path, scale = (item, 1.0) if isinstance(item, (str, Path)) else _pair(item)
