@@ -25,15 +25,17 @@ def build_command(args) -> int:
     check_out(args.out, getattr(args, "force", False))
     trust = bool(getattr(args, "trust_pickle", False))
     specs, recipe = _adapter_args(args, trust)  # LoRA files and scales, the recipe's fit: before any loading
+    attention = _attention_args(args)  # the attention compiled in, checked before any loading
     _maybe_preload(args.backend)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     den = _load(args.model, device, specs, trust)
     shapes = sh.shapes_from_pixels(den.config, *_pixel_sizes(args, den.config), batch=args.batch,
                                    text_len=getattr(args, "text_len", None))
     t0 = time.perf_counter()
-    out = build(den, args.backend, args.out, precision=args.precision, shapes=shapes,
-                cache=not getattr(args, "no_cache", False), load=False, force=getattr(args, "force", False),
-                **_source(args.model), **_adapters(den, recipe))
+    with _attention_use(attention):
+        out = build(den, args.backend, args.out, precision=args.precision, shapes=shapes,
+                    cache=not getattr(args, "no_cache", False), load=False, force=getattr(args, "force", False),
+                    **_source(args.model), **_adapters(den, recipe), **_attention_options(attention))
     _report(out, time.perf_counter() - t0)
     return 0
 
@@ -46,6 +48,51 @@ def _adapter_args(args, trust_pickle: bool):
 
     specs = lora_specs(getattr(args, "lora", None), trust_pickle)
     return specs, choose(getattr(args, "recipe", None), describe(args.model))
+
+
+def _attention_args(args):
+    """(choice, SparseConfig or None) from --attention/--sparse, or None; sparse needs one fixed size."""
+    from vdrt import ops
+    from vdrt.cli.options import parse_sparse
+    from vdrt.errors import ConfigError
+
+    name = ops.ALIASES.get(args.attention, args.attention) if getattr(args, "attention", None) else None
+    sparse = parse_sparse(getattr(args, "sparse", None))
+    if name is None:
+        if sparse is not None:
+            raise ConfigError("--sparse goes with --attention vdrt-sparse or vdrt-sparse-int8")
+        return None
+    if name not in ops.available("attention"):
+        raise ConfigError(f"--attention {name}: unknown implementation; choose one of {ops.available('attention')}")
+    if name in ops.SPARSE_IMPLS:
+        ranged = [f for f in ("frames", "height", "width") if ":" in str(getattr(args, f, None) or "")]
+        if ranged:
+            raise ConfigError(f"a sparse-attention engine is built for one size (its tile plan is fixed by the grid): "
+                              f"give --{', --'.join(ranged)} as one number")
+    elif sparse is not None:
+        raise ConfigError(f"--sparse goes with --attention vdrt-sparse or vdrt-sparse-int8, not {name}")
+    return name, sparse
+
+
+def _attention_use(attention):
+    import contextlib
+
+    from vdrt import ops
+
+    if attention is None:
+        return contextlib.nullcontext()
+    name, sparse = attention
+    return ops.use(attention=name, sparse=sparse)
+
+
+def _attention_options(attention) -> dict:
+    """What the manifest records (build.options): the attention compiled in and its sparse config."""
+    import dataclasses
+
+    if attention is None:
+        return {}
+    name, sparse = attention
+    return {"attention": name, **({"sparse": dataclasses.asdict(sparse)} if sparse is not None else {})}
 
 
 def _adapters(den, recipe) -> dict:

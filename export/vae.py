@@ -59,7 +59,8 @@ def export_decoder(vae: FastWanVAE, out, latent_size: tuple[int, int], chunk: in
     programs = {FIRST: (ChunkStep(part, None, keys_out=keys), (z[:, :, :1],)),
                 STEP: (ChunkStep(part, keys), (z[:, :, 1:], *history))}
     configs = {**(inductor_configs or {}), "aot_inductor.package_constants_in_so": False}
-    with atomic_dir(Path(out), replace_any=force) as tmp, _plain_norms(vae.model):
+    _check_out(Path(out), force)
+    with atomic_dir(Path(out)) as tmp, _plain_norms(vae.model):
         times, constants = _compile_all(programs, tmp, configs)
         _save_constants(constants, tmp / WEIGHTS)
         m = _manifest(vae, opts, (h, w), k, keys, history, tmp, times)
@@ -67,6 +68,12 @@ def export_decoder(vae: FastWanVAE, out, latent_size: tuple[int, int], chunk: in
             f.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     log.info("compiled VAE decoder written to %s (chunk %d, %s)", out, k, times)
     return m
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """An existing, non-empty `out` is replaced only with force (atomic_dir replaces whatever is there)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise ConfigError(f"{out} already exists; choose another directory or pass force=True to replace it")
 
 
 @contextlib.contextmanager

@@ -1,9 +1,9 @@
 """Dense attention forward (flash-attention style), tuned for Hopper.
 
-Shapes (one alphabet): q (B, Lq, H, D), k and v (B, Lk, H, D) -> out (B, Lq, H, D).
-The (B, L, H, D) layout is read through strides: slices of a fused qkv tensor work with
-no copy, as long as the head dim D is contiguous (stride 1). Lq != Lk is allowed
-(cross-attention to Lk = 512 text tokens). bf16 / fp16 in, fp32 accumulation, D in {64, 128}.
+Shapes (the one alphabet: N heads, K head dim): q (B, Lq, N, K), k and v (B, Lk, N, K) -> out (B, Lq, N, K).
+The (B, L, N, K) layout is read through strides: slices of a fused qkv tensor work with
+no copy, as long as the head dim K is contiguous (stride 1). Lq != Lk is allowed
+(cross-attention to Lk = 512 text tokens). bf16 / fp16 in, fp32 accumulation, K in {64, 128}.
 
 Algorithm: one program per (BLOCK_M query rows, batch*head). It streams K and V in
 BLOCK_N blocks and keeps the online-softmax state (row max m, row sum l, fp32 acc).
@@ -23,9 +23,9 @@ Hopper options (constexpr, chosen per shape by measurement; `Variant` below):
   the BLOCK_M x D rescale (FA4's conditional rescaling).
 
 Cost model per call:
-  FLOPs  = 4 * B * H * Lq * Lk * D                (QK^T and PV, 2 FLOPs per MAC)
-  exp2   = B * H * Lq * Lk                         (the SFU: 16/clk/SM, half the MMA time at D=128)
-  bytes  = 2 * B * H * D * (2 * Lq + 2 * Lk * ceil(Lq / BLOCK_M))   at 2 bytes / element
+  FLOPs  = 4 * B * N * Lq * Lk * K                (QK^T and PV, 2 FLOPs per MAC)
+  exp2   = B * N * Lq * Lk                         (the SFU: 16/clk/SM, half the MMA time at D=128)
+  bytes  = 2 * B * N * K * (2 * Lq + 2 * Lk * ceil(Lq / BLOCK_M))   at 2 bytes / element
            (q read once, out written once, K and V re-read per query block: mostly L2 hits)
 At Wan-1.3B 480p self-attention (1, 32760, 12, 128): 6.6 TFLOP, compute bound.
 Ceilings on the lent H200: cuDNN SDPA 564 TFLOP/s, bf16 GEMM 790 TFLOP/s.
@@ -53,7 +53,7 @@ INTERPRET_BLOCKS = (32, 16)  # (BLOCK_M, BLOCK_N) under the interpreter
 
 
 def reference(q, k, v, scale: float | None = None, chunk: int = 4096) -> torch.Tensor:
-    """softmax(q k^T * scale) v in float64, chunked over queries: (B, Lq, H, D) -> (B, Lq, H, D)."""
+    """softmax(q k^T * scale) v in float64, chunked over queries: (B, Lq, N, K) -> (B, Lq, N, K)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     kd, vd = k.double(), v.double()
     outs = []
@@ -119,7 +119,7 @@ def _softmax_pv(acc, l_i, m_i, s, v, LAZY: tl.constexpr, INTERP: tl.constexpr, P
 
 @triton.jit
 def _scores(q, k, qk_scale, INTERP: tl.constexpr):
-    """(M, D) x (N, D) -> (M, N) fp32 scores in log2 units."""
+    """(M, K) x (N_keys, K) -> (M, N) fp32 scores in log2 units."""
     return tl.dot(_op(q, INTERP), _op(tl.trans(k), INTERP)) * qk_scale
 
 
@@ -157,7 +157,7 @@ def _kv_loader(K, V, base_k, base_v, Lk, stride_kl, stride_vl,
 @triton.jit
 def _load_kv(kd, vd, row, Lk, stride_kl, stride_vl, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
              TMA: tl.constexpr, MASK: tl.constexpr):
-    """K and V rows [row, row + BLOCK_N) as (BLOCK_N, D) tiles; rows >= Lk read as zeros."""
+    """K and V rows [row, row + BLOCK_N) as (BLOCK_N, K) tiles; rows >= Lk read as zeros."""
     if TMA:
         k, v = kd.load([row, 0]), vd.load([row, 0])
     else:
@@ -175,7 +175,7 @@ def _load_kv(kd, vd, row, Lk, stride_kl, stride_vl, HEAD_DIM: tl.constexpr, BLOC
 
 @triton.jit
 def _load_q(Q, base, row0, Lq, stride_ql, HEAD_DIM: tl.constexpr, ROWS: tl.constexpr, TMA: tl.constexpr):
-    """Query rows [row0, row0 + ROWS) of one head as a (ROWS, D) tile (zeros past Lq)."""
+    """Query rows [row0, row0 + ROWS) of one head as a (ROWS, K) tile (zeros past Lq)."""
     if TMA:
         qd = tl.make_tensor_descriptor(Q + base, shape=[Lq, HEAD_DIM], strides=[stride_ql, 1],
                                        block_shape=[ROWS, HEAD_DIM])
@@ -272,7 +272,7 @@ TRACEABLE = Variant(128, 64, 8, 3)  # while torch traces (compile/export/AOTI): 
 
 def _check(q, k, v, kernel: str = "attention kernel") -> None:
     if q.dim() != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
-        raise ValueError(f"attention wants q (B, Lq, H, D), k/v (B, Lk, H, D); got {tuple(q.shape)}, "
+        raise ValueError(f"attention wants q (B, Lq, N, K), k/v (B, Lk, N, K); got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[-1] not in HEAD_DIMS or q.dtype not in DTYPES or not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"{kernel} takes D in {HEAD_DIMS} and one dtype of {DTYPES}; "
@@ -280,7 +280,7 @@ def _check(q, k, v, kernel: str = "attention kernel") -> None:
 
 
 def _strides(x: torch.Tensor) -> tuple[int, int, int]:
-    """(B, L, H, D) strides without the unit D stride."""
+    """(B, L, N, K) strides without the unit D stride."""
     return x.stride(0), x.stride(1), x.stride(2)
 
 
@@ -317,10 +317,10 @@ def set_descriptor_allocator() -> None:
 def attention_fwd(q, k, v, scale: float | None = None, block_m: int | None = None,
                   block_n: int | None = None, out: torch.Tensor | None = None,
                   variant: Variant | None = None) -> torch.Tensor:
-    """Launch the kernel: (B, Lq, H, D), (B, Lk, H, D) x2 -> (B, Lq, H, D) in q's dtype.
+    """Launch the kernel: (B, Lq, N, K), (B, Lk, N, K) x2 -> (B, Lq, N, K) in q's dtype.
 
     `variant` picks the compiled form (default: DEFAULT[D] on the GPU, a small pointer-based one
-    under the interpreter); block_m / block_n override its tiles. `out` (B, Lq, H, D), D
+    under the interpreter); block_m / block_n override its tiles. `out` (B, Lq, N, K), D
     contiguous, receives the result if given.
     """
     _check(q, k, v)
@@ -358,7 +358,7 @@ def _variant(variant, d, block_m, block_n) -> Variant:
 
 @triton_op("vdrt::attention", mutates_args=())
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """vdrt::attention: (B, Lq, H, D), (B, Lk, H, D) x2 -> (B, Lq, H, D)."""
+    """vdrt::attention: (B, Lq, N, K), (B, Lk, N, K) x2 -> (B, Lq, N, K)."""
     return attention_fwd(q, k, v, scale)
 
 
@@ -368,7 +368,7 @@ def _attention_fake(q, k, v, scale=None):
 
 
 def supports(q, k, v, *args, **kwargs) -> bool:
-    """True for CUDA (sm80+) tensors of one dtype in {bf16, fp16}, D in {64, 128}, D contiguous."""
+    """True for CUDA (sm80+) tensors of one dtype in {bf16, fp16}, K in {64, 128}, D contiguous."""
     if not (q.is_cuda and k.is_cuda and v.is_cuda) or args or kwargs:
         return False
     if q.dim() != 4 or k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
@@ -379,7 +379,7 @@ def supports(q, k, v, *args, **kwargs) -> bool:
 
 
 def flops(b: int, h: int, lq: int, lk: int, d: int) -> float:
-    """4 * B * H * Lq * Lk * D (QK^T and PV)."""
+    """4 * B * N * Lq * Lk * K (QK^T and PV)."""
     return 4.0 * b * h * lq * lk * d
 
 

@@ -1,12 +1,12 @@
 """8-bit attention forward, SageAttention2 style: INT8 (or FP8) QK^T, FP8 (e4m3) PV, fp32 softmax.
 
-Shapes (one alphabet): q (B, Lq, H, D), k and v (B, Lk, H, D) -> out (B, Lq, H, D) in q's dtype,
-read through strides (D contiguous), D in {64, 128}, Lq != Lk allowed.
+Shapes (the one alphabet: N heads, K head dim): q (B, Lq, N, K), k and v (B, Lk, N, K) -> out (B, Lq, N, K) in q's dtype,
+read through strides (D contiguous), K in {64, 128}, Lq != Lk allowed.
 
 Steps (quantizers in `attention_quant`):
 1. Q per token and head to int8, its scale times softmax-scale * log2(e) (so scores are in exp2
    units); K smoothed (K - mean_L K) and quantized per BLOCK_N rows; V per channel to e4m3,
-   transposed (B, H, D, L_pad) so the PV operand is K-major (Hopper's fp8 wgmma).
+   transposed (B, N, K, L_pad) so the PV operand is K-major (Hopper's fp8 wgmma).
 2. The kernel: s = int32(q8 k8^T) * q_scale[row] * k_scale[block]. The int32 -> fp32 conversion
    is an integer add and a reinterpretation (|s| < 2**22 for D <= 128: 128 * 127 * 127 = 2.06M,
    so bits(s + 0x4B400000) is the float 2**23 + 2**22 + s exactly), which spares the quarter-rate
@@ -16,9 +16,9 @@ Steps (quantizers in `attention_quant`):
    QK_FP8 quantizes Q and K to e4m3 instead (fp32 scores straight from the tensor cores);
    PV_FP8=False keeps P V in the input dtype (bf16/fp16): GPUs without fp8 (sm < 8.9).
 
-Cost model per call (B, H, Lq, Lk, D):
-  FLOPs  = 4 * B * H * Lq * Lk * D, half of them 8-bit QK^T, half fp8 PV (Hopper: 2x bf16's rate)
-  exp2   = B * H * Lq * Lk on the SFU (16/clk/SM): at D=128 it equals the 8-bit MMA time, so the
+Cost model per call (B, N, Lq, Lk, K):
+  FLOPs  = 4 * B * N * Lq * Lk * K, half of them 8-bit QK^T, half fp8 PV (Hopper: 2x bf16's rate)
+  exp2   = B * N * Lq * Lk on the SFU (16/clk/SM): at D=128 it equals the 8-bit MMA time, so the
            kernel is bound by the softmax unless the two overlap.
   bytes  = quantization: read q, k, v (2 B/elt) once or twice, write 1 B/elt; kernel: codes once
            per query block (L2), out 2 B/elt.
@@ -48,23 +48,23 @@ INTERPRET_BLOCKS = (32, 16)
 
 
 def reference(q, k, v, scale: float | None = None, chunk: int = 4096) -> torch.Tensor:
-    """The exact attention this kernel approximates, in float64: (B, Lq, H, D) -> (B, Lq, H, D)."""
+    """The exact attention this kernel approximates, in float64: (B, Lq, N, K) -> (B, Lq, N, K)."""
     return _dense_reference(q, k, v, scale, chunk)
 
 
 def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8") -> torch.Tensor:
     """The kernel's algorithm in float64 (no lazy rescaling): Q codes per token, K smoothed codes per
     block, online softmax over key blocks with P and V rounded as the kernel rounds them (e4m3 with
-    pv_fp8, else P in q's dtype). Tests compare the kernel with it tightly: -> (B, Lq, H, D) f64."""
+    pv_fp8, else P in q's dtype). Tests compare the kernel with it tightly: -> (B, Lq, N, K) f64."""
     d, lk = q.shape[-1], k.shape[1]
     sm = (d ** -0.5 if scale is None else scale) * LOG2E
-    q8, qs = AQ.reference_rows(q, qk, sm)  # (B, L, H, D), (B, H, L)
+    q8, qs = AQ.reference_rows(q, qk, sm)  # (B, L, N, K), (B, N, L)
     k8, ks = AQ.reference_blocks(k, *AQ.uniform_blocks(lk, block_n, "cpu"), kind=qk)
     ks = ks.repeat_interleave(block_n, dim=-1)[..., :lk]
     s = torch.einsum("blhd,bmhd->bhlm", q8, k8) * qs[..., :, None] * ks[..., None, :]  # log2 units
     vd, vs = v.double(), None
     if pv_fp8:
-        vs = vd.abs().amax(dim=1, keepdim=True).clamp_min(AQ.EPS) / FP8_MAX  # (B, 1, H, D)
+        vs = vd.abs().amax(dim=1, keepdim=True).clamp_min(AQ.EPS) / FP8_MAX  # (B, 1, N, K)
         vd = (vd / vs).to(torch.float8_e4m3fn).double()
     m = torch.full(s.shape[:-1], float("-inf"), dtype=torch.float64)
     den, acc = torch.zeros_like(m), torch.zeros(*s.shape[:-1], d, dtype=torch.float64)
@@ -76,7 +76,7 @@ def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8")
         p = p.to(torch.float8_e4m3fn).double() if pv_fp8 else p.to(q.dtype).double()
         acc = acc * alpha[..., None] + torch.einsum("bhlm,bmhd->bhld", p, vd[:, j : j + block_n])
         m = m_new
-    out = (acc / den[..., None]).transpose(1, 2)  # (B, Lq, H, D)
+    out = (acc / den[..., None]).transpose(1, 2)  # (B, Lq, N, K)
     return out * vs if pv_fp8 else out
 
 
@@ -85,7 +85,7 @@ def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8")
 
 @triton.jit
 def _scores8(q, k, r, QK_FP8: tl.constexpr, INTERP: tl.constexpr):
-    """(M, D) x (N, D) 8-bit codes -> (M, N) fp32 scores in log2 units; r (M,) = q_scale * k_scale."""
+    """(M, K) x (N_keys, K) 8-bit codes -> (M, N) fp32 scores in log2 units; r (M,) = q_scale * k_scale."""
     if QK_FP8:
         s = tl.dot(_op(q, INTERP), _op(tl.trans(k), INTERP)) * r[:, None]
     else:
@@ -98,7 +98,7 @@ def _scores8(q, k, r, QK_FP8: tl.constexpr, INTERP: tl.constexpr):
 @triton.jit
 def _load_v8(vd, V, base_v, row, stride_vl, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
              TMA: tl.constexpr, PV_FP8: tl.constexpr, L_PAD):
-    """V rows [row, row + BLOCK_N) as a (BLOCK_N, D) tile: from vt (D, L_pad) e4m3, or bf16 v."""
+    """V rows [row, row + BLOCK_N) as a (BLOCK_N, K) tile: from vt (K, L_pad) e4m3, or bf16 v."""
     if PV_FP8:
         if TMA:
             vt = vd.load([0, row])
@@ -160,7 +160,7 @@ def _attn8_fwd(Q8, QS, K8, KS, V, VS, O, H, Lq, Lk, L_PAD, NB,
                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                QK_FP8: tl.constexpr, PV_FP8: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr,
                LAZY: tl.constexpr, INTERP: tl.constexpr):
-    """Grid (cdiv(Lq, BLOCK_M), B * H). V is vt (B, H, D, L_PAD) e4m3 if PV_FP8, else v (B, Lk, H, D)
+    """Grid (cdiv(Lq, BLOCK_M), B * H). V is vt (B, N, K, L_PAD) e4m3 if PV_FP8, else v (B, Lk, N, K)
     with L_PAD = Lk. INTERP switches on the CPU-interpreter workarounds; the GPU never sets it."""
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
@@ -248,7 +248,7 @@ def quantize_inputs(q, k, v, var: Variant8, scale: float | None = None):
 
 def attention_int8_fwd(q, k, v, scale: float | None = None, pv_fp8: bool | None = None,
                        variant: Variant8 | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Quantize and launch: (B, Lq, H, D), (B, Lk, H, D) x2 -> (B, Lq, H, D) in q's dtype."""
+    """Quantize and launch: (B, Lq, N, K), (B, Lk, N, K) x2 -> (B, Lq, N, K) in q's dtype."""
     _check(q, k, v, "int8 attention")
     if q.numel() == 0 or k.shape[1] == 0:
         raise ValueError(f"int8 attention needs tokens; got q {tuple(q.shape)}, k {tuple(k.shape)}")
@@ -284,7 +284,7 @@ def launch(q8, qs, k8, ks, vv, vs, out, var: Variant8) -> torch.Tensor:
 @triton_op("vdrt::attention_int8", mutates_args=())
 def attention_int8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
                    pv_fp8: bool | None = None) -> torch.Tensor:
-    """vdrt::attention_int8: (B, Lq, H, D), (B, Lk, H, D) x2 -> (B, Lq, H, D)."""
+    """vdrt::attention_int8: (B, Lq, N, K), (B, Lk, N, K) x2 -> (B, Lq, N, K)."""
     return attention_int8_fwd(q, k, v, scale, pv_fp8)
 
 
@@ -294,17 +294,29 @@ def _attention_int8_fake(q, k, v, scale=None, pv_fp8=None):
 
 
 def emulate(q, k, v) -> torch.Tensor:
-    """The kernel's numerics in torch (the float64 simulation of its quantization, P and V rounding),
-    in q's dtype: what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there."""
-    if q.shape[-1] > 256 or q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+    """The kernel's numerics in torch, fast enough for the quality oracle on a CPU: the same int8 codes
+    of Q (per token, softmax scale folded) and smoothed K (per block), e4m3 V per channel and P scaled
+    onto e4m3 (448 * exp2(s - m)), in float32 with one pass (the row max over all keys, where the
+    kernel's online softmax uses the running max: P's rounding grid differs slightly). In q's dtype:
+    what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there."""
+    if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         from vdrt import ops
 
         return ops.attention_torch(q, k, v)
-    return reference_quantized(q, k, v, block_n=DEFAULT.block_n).to(q.dtype)
+    d, lk = q.shape[-1], k.shape[1]
+    q8, qs = AQ.reference_rows(q.float(), "int8", LOG2E * d ** -0.5)  # (B, L, N, K), (B, N, L)
+    k8, ks = AQ.reference_blocks(k.float(), *AQ.uniform_blocks(lk, DEFAULT.block_n, "cpu"), kind="int8")
+    ks = ks.repeat_interleave(DEFAULT.block_n, dim=-1)[..., :lk]  # (B, N, Lk)
+    s = torch.einsum("blnk,bmnk->bnlm", q8.float(), k8.float()) * qs.float()[..., :, None] * ks.float()[..., None, :]
+    p = torch.exp2(s - s.amax(-1, keepdim=True) + LOG2_FP8_MAX)
+    vs = v.float().abs().amax(dim=1, keepdim=True).clamp_min(AQ.EPS) / FP8_MAX  # (B, 1, N, K)
+    v8 = (v.float() / vs).to(torch.float8_e4m3fn).float()
+    out = torch.einsum("bnlm,bmnk->blnk", p.to(torch.float8_e4m3fn).float(), v8) / p.sum(-1).transpose(1, 2)[..., None]
+    return (out * vs).to(q.dtype)
 
 
 def supports(q, k, v, *args, **kwargs) -> bool:
-    """Opt-in only (forced "vdrt-int8"); CUDA sm80+, one dtype in {bf16, fp16}, D in {64, 128}."""
+    """Opt-in only (forced "vdrt-int8"); CUDA sm80+, one dtype in {bf16, fp16}, K in {64, 128}."""
     from vdrt import ops
     from vdrt.kernels.attention import supports as dense_supports
 

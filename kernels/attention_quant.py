@@ -1,16 +1,16 @@
 """Quantizers for 8-bit attention: Q per token, K smoothed per block (or per 3D tile), V per channel.
 
-Shapes (one alphabet): x (B, L, H, D) -> codes (B, L, H, D) in the same layout (so a tensor
+Shapes (the one alphabet: N heads, K head dim): x (B, L, N, K) -> codes (B, L, N, K) in the same layout (so a tensor
 descriptor reads a head's (L, D) plane at row stride H*D bytes), scales fp32:
 - `quantize_rows`: one scale per (token, head), scale = amax_D |x| / QMAX * extra_scale. Q's
   scale carries the softmax scale * log2(e), so the kernel's dequantized scores feed exp2.
-  -> scales (B, H, L).
+  -> scales (B, N, L).
 - `quantize_blocks`: K - mean_L(K) (smoothing: softmax is invariant to adding q.mean(K) to a row,
   and K's per-channel bias dominates its range), one scale per block of rows and head. Blocks
   are [start, start + len) rows: uniform BLOCK rows, or the 3D tiles of sparse attention.
-  -> scales (B, H, NB).
+  -> scales (B, N, NB).
 - `quantize_v`: V per channel to e4m3, vs[b, h, d] = amax_L |v| / 448, written transposed
-  (B, H, D, L_pad), L_pad a multiple of 16, so P V's operand is K-major as Hopper's fp8 wgmma wants.
+  (B, N, K, L_pad), L_pad a multiple of 16, so P V's operand is K-major as Hopper's fp8 wgmma wants.
 Codes are int8 (round half away from zero, +-127) or e4m3 (round to nearest even, +-448).
 
 Cost model: each kernel reads its input once (2 B/elt) and writes 1 B/elt plus the scales;
@@ -32,14 +32,14 @@ KINDS = ("int8", "fp8")
 
 
 def reference_rows(x: torch.Tensor, kind: str = "int8", extra_scale: float = 1.0):
-    """float64 codes (B, L, H, D) and scales (B, H, L) as `quantize_rows` computes them."""
+    """float64 codes (B, L, N, K) and scales (B, N, L) as `quantize_rows` computes them."""
     xd = x.double()
-    sc = xd.abs().amax(-1).clamp_min(EPS) / _qmax(kind)  # (B, L, H)
+    sc = xd.abs().amax(-1).clamp_min(EPS) / _qmax(kind)  # (B, L, N)
     return _codes(xd / sc[..., None], kind), (sc * extra_scale).permute(0, 2, 1)
 
 
 def reference_blocks(x: torch.Tensor, starts, lens, kind: str = "int8", smooth: bool = True):
-    """float64 codes (B, L, H, D) and scales (B, H, NB) as `quantize_blocks` computes them."""
+    """float64 codes (B, L, N, K) and scales (B, N, NB) as `quantize_blocks` computes them."""
     xd = x.double() - (x.double().mean(1, keepdim=True) if smooth else 0)
     codes, scales = torch.zeros_like(xd), []
     for s, n in zip(starts.tolist(), lens.tolist()):
@@ -112,7 +112,7 @@ def _blocks_kernel(X, Mean, Starts, Lens, Xq, S, H, NB, sxb, sxl, sxh, sqb, sql,
 @triton.jit
 def _v_kernel(V, VScale, Vt, H, L, L_pad, svb, svl, svh, D: tl.constexpr, BLOCK: tl.constexpr,
               EMULATE: tl.constexpr):
-    """Grid (L_pad / BLOCK, B * H): v (B, L, H, D) -> vt (B, H, D, L_pad) e4m3 = v / scale_v."""
+    """Grid (L_pad / BLOCK, B * H): v (B, L, N, K) -> vt (B, N, K, L_pad) e4m3 = v / scale_v."""
     pid_l, pid_bh = tl.program_id(0), tl.program_id(1)
     b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
     rows = pid_l * BLOCK + tl.arange(0, BLOCK)
@@ -139,7 +139,7 @@ def _warps(rows: int, d: int) -> int:
 
 
 def quantize_rows(x, kind: str = "int8", extra_scale: float = 1.0, block: int = 64):
-    """(B, L, H, D) -> codes (B, L, H, D), fp32 scales (B, H, L): one scale per token and head."""
+    """(B, L, N, K) -> codes (B, L, N, K), fp32 scales (B, N, L): one scale per token and head."""
     b, n, h, d = x.shape
     xq = torch.empty((b, n, h, d), dtype=_dtype(kind), device=x.device)
     scale = torch.empty((b, h, n), dtype=torch.float32, device=x.device)
@@ -156,7 +156,7 @@ def uniform_blocks(n: int, block: int, device) -> tuple[torch.Tensor, torch.Tens
 
 
 def quantize_blocks(x, starts, lens, block: int, kind: str = "int8", smooth: bool = True):
-    """(B, L, H, D) -> codes (B, L, H, D), fp32 scales (B, H, NB); K - mean_L(K) when `smooth`.
+    """(B, L, N, K) -> codes (B, L, N, K), fp32 scales (B, N, NB); K - mean_L(K) when `smooth`.
 
     Block i covers rows [starts[i], starts[i] + lens[i]), lens[i] <= block (a power of two)."""
     b, n, h, d = x.shape
@@ -171,10 +171,10 @@ def quantize_blocks(x, starts, lens, block: int, kind: str = "int8", smooth: boo
 
 
 def quantize_v(v, block: int = 64):
-    """(B, L, H, D) -> e4m3 (B, H, D, L_pad) transposed (L_pad a multiple of 16), scales (B, H, D)."""
+    """(B, L, N, K) -> e4m3 (B, N, K, L_pad) transposed (L_pad a multiple of 16), scales (B, N, K)."""
     b, n, h, d = v.shape
     n_pad = triton.cdiv(n, 16) * 16
-    lo, hi = torch.aminmax(v, dim=1)  # (B, H, D) each, no fp32 copy of v
+    lo, hi = torch.aminmax(v, dim=1)  # (B, N, K) each, no fp32 copy of v
     vscale = (torch.maximum(hi.float(), -lo.float()).clamp_min(EPS) / FP8_MAX).contiguous()
     vt = torch.empty((b, h, d, n_pad), dtype=torch.float8_e4m3fn, device=v.device)
     traceable(_v_kernel, v)[(triton.cdiv(n_pad, block), b * h)](

@@ -1,7 +1,7 @@
 """Block-sparse 3D attention (sliding-tile style), bf16/fp16 or 8-bit, on tokens in tile order.
 
-Shapes (one alphabet): q, k, v (B, L, H, D) in the tile order of a `vdrt.sparse.TileLayout`
-(tile i = rows [starts[i], starts[i] + lens[i]), lens[i] <= BLOCK) -> out (B, L, H, D).
+Shapes (the one alphabet: N heads, K head dim): q, k, v (B, L, N, K) in the tile order of a `vdrt.sparse.TileLayout`
+(tile i = rows [starts[i], starts[i] + lens[i]), lens[i] <= BLOCK) -> out (B, L, N, K).
 A `vdrt.sparse.Plan` lists, per query tile (and per head with per-head windows), the key
 tiles it visits: lut (Hp, T, V) int32, counts (Hp, T, 2) = (full tiles, all tiles); full key
 tiles come first and run unmasked, partial ones mask their missing columns with -inf.
@@ -13,7 +13,7 @@ softmax as the dense kernel (`attention._softmax_pv`). The 8-bit path (EIGHT) ta
 of `attention_quant`: Q per token, K smoothed per TILE (`quantize_blocks` over the tiles), V per
 channel in e4m3 transposed, and the scores of `attention_int8._scores8`. Absent tiles cost nothing.
 
-Cost model per call: FLOPs = 4 * B * H * D * sum over query tiles of (BLOCK * BLOCK * visited)
+Cost model per call: FLOPs = 4 * B * N * K * sum over query tiles of (BLOCK * BLOCK * visited)
 (the kernel's work, padding rows of partial tiles included); exact pairs = density * L^2.
 At 25% density the ideal is 4x less time than dense attention over the same tokens.
 """
@@ -62,7 +62,7 @@ def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, LutRows, Counts, H, L
                 HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, EIGHT: tl.constexpr, QK_FP8: tl.constexpr,
                 PV_FP8: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, LAZY: tl.constexpr,
                 INTERP: tl.constexpr, PER_HEAD: tl.constexpr):
-    """Grid (T, B * H). Q/K are 8-bit codes when EIGHT (V: vt (B, H, D, L_PAD) e4m3 when PV_FP8)."""
+    """Grid (T, B * H). Q/K are 8-bit codes when EIGHT (V: vt (B, N, K, L_PAD) e4m3 when PV_FP8)."""
     t = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
     b, h = pid_bh // H, pid_bh % H
@@ -146,10 +146,17 @@ def default_variant(block: int, eight: bool) -> SparseVariant:
     return SparseVariant(eight=eight, pv_fp8=False, warps=8, stages=3, tma=True, ws=not eight)
 
 
-@lru_cache(maxsize=64)
 def device_tables(plan, device: torch.device):
     """(starts, lens, lut, lut_rows, counts) of `plan` on `device`, made once per plan and device;
-    lut_rows = starts[lut], the first row of each visited tile."""
+    lut_rows = starts[lut], the first row of each visited tile (real tensors even while torch traces)."""
+    from vdrt.sparse import eager
+
+    with eager():
+        return _device_tables(plan, torch.device(device))
+
+
+@lru_cache(maxsize=64)
+def _device_tables(plan, device: torch.device):
     lay = plan.layout
     rows = lay.starts[plan.lut.long()]
     return tuple(t.to(device).contiguous() for t in (lay.starts, lay.lens, plan.lut, rows, plan.counts))
@@ -157,7 +164,7 @@ def device_tables(plan, device: torch.device):
 
 def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: int, scale: float | None = None,
                          variant: SparseVariant | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, L, H, D) x3 in tile order + a plan's tables -> (B, L, H, D) in q's dtype."""
+    """(B, L, N, K) x3 in tile order + a plan's tables -> (B, L, N, K) in q's dtype."""
     _check(q, k, v, "sparse attention")
     # the token count is checked against the host copy of the plan (run_plan), or here for CPU tables:
     # reading a device tensor would synchronise, which a CUDA-graph capture forbids
@@ -203,7 +210,7 @@ def _op_variant(block: int, eight: bool) -> SparseVariant:
 def attention_sparse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor,
                      lut: torch.Tensor, lut_rows: torch.Tensor, counts: torch.Tensor, block: int,
                      eight: bool = False) -> torch.Tensor:
-    """vdrt::attention_sparse: (B, L, H, D) x3 in tile order + plan tables -> (B, L, H, D)."""
+    """vdrt::attention_sparse: (B, L, N, K) x3 in tile order + plan tables -> (B, L, N, K)."""
     return sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block, variant=_op_variant(block, eight))
 
 
@@ -222,7 +229,7 @@ def run_plan(q, k, v, plan, eight: bool = False) -> torch.Tensor:
 
 
 def supports(q, k, v, plan=None, **kwargs) -> bool:
-    """CUDA sm80+, bf16/fp16, D in {64, 128}, q/k/v of one shape, a sparse plan (8-bit: fp8 PV, sm89+)."""
+    """CUDA sm80+, bf16/fp16, K in {64, 128}, q/k/v of one shape, a sparse plan (8-bit: fp8 PV, sm89+)."""
     from vdrt.kernels.attention import supports as dense_supports
 
     return plan is not None and not plan.dense and dense_supports(q, k, v) and q.shape == k.shape

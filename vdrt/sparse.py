@@ -19,7 +19,7 @@ on an axis covers that whole axis. Windows may differ per head. Text cross-atten
 
     layout = TileLayout.for_grid((21, 30, 52))                 # Wan-1.3B 480p x 81 frames
     plan = layout.plan((5, 3, 5))                              # about 25% of the key tiles
-    out = attention_torch(q, k, v, plan)                       # (B, L, H, D) in tile order
+    out = attention_torch(q, k, v, plan)                       # (B, L, N, K) in tile order
 
 Plans hold int32 tables for the kernel (`vdrt.kernels.attention_sparse`):
   lut (Hp, T, V)    key tile ids per query tile (Hp = 1, or H with per-head windows), full tiles
@@ -28,6 +28,7 @@ Plans hold int32 tables for the kernel (`vdrt.kernels.attention_sparse`):
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -145,8 +146,10 @@ class SparseConfig:
             raise ConfigError(f"sparse attention block must be one of {BLOCKS}, got {self.block}")
 
     def plan(self, grid: Grid, heads: int) -> Plan:
-        """The plan for a (f, h, w) token grid and `heads` attention heads (cached)."""
-        return _config_plan(self, _check_grid(grid), heads)
+        """The plan for a (f, h, w) token grid and `heads` attention heads (cached; built outside any
+        torch tracing, so a plan first asked for while torch.export traces is real host data)."""
+        with eager():
+            return _config_plan(self, _check_grid(grid), heads)
 
 
 @lru_cache(maxsize=64)
@@ -271,10 +274,27 @@ def _window_start(coords: torch.Tensor, win: Grid, tiles: Grid) -> torch.Tensor:
     return torch.minimum((coords - w // 2).clamp(min=0), (n - w).clamp(min=0))
 
 
-@lru_cache(maxsize=64)
 def device_index(layout: TileLayout, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perm, inv) of `layout` as int64 tensors on `device`, made once per layout and device."""
+    """(perm, inv) of `layout` as int64 tensors on `device`, made once per layout and device (real
+    tensors even while torch traces: a traced graph holds them as constants)."""
+    with eager():
+        return _device_index(layout, torch.device(device))
+
+
+@lru_cache(maxsize=64)
+def _device_index(layout: TileLayout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return layout.perm.to(device), layout.inv.to(device)
+
+
+@contextlib.contextmanager
+def eager():
+    """Host-side plan data is made outside torch's tracing modes (fake tensors, export's proxies):
+    otherwise a cached plan would hold traced values, and its data-dependent sums could not be read."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+    from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
+
+    with unset_fake_temporarily(), disable_proxy_modes_tracing():
+        yield
 
 
 # ---------------------------------------------------------------- the torch path
@@ -282,19 +302,31 @@ def device_index(layout: TileLayout, device) -> tuple[torch.Tensor, torch.Tensor
 
 def token_mask(plan: Plan, head: int = 0, rows: slice | None = None) -> torch.Tensor:
     """(L, L) bool in tile order: query token x key token allowed (query `rows` only, if given)."""
-    tile_of = torch.repeat_interleave(torch.arange(plan.layout.lens.numel()), plan.layout.lens.cpu().long())
-    return plan.tile_mask(head)[tile_of[rows or slice(None)]][:, tile_of]
+    with eager():
+        tile_of = torch.repeat_interleave(torch.arange(plan.layout.lens.numel()), plan.layout.lens.cpu().long())
+        return plan.tile_mask(head)[tile_of[rows or slice(None)]][:, tile_of]
+
+
+def _masks(plan: Plan, device) -> list[torch.Tensor]:
+    """The plan's token masks on `device` (one per window set), real tensors even while torch traces."""
+    with eager():
+        return _device_masks(plan, torch.device(device))
+
+
+@lru_cache(maxsize=16)
+def _device_masks(plan: Plan, device: torch.device) -> list[torch.Tensor]:
+    return [token_mask(plan, h).to(device) for h in range(plan.lut.shape[0])]
 
 
 def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Plan, chunk: int = 4096) -> torch.Tensor:
     """Block-sparse attention through SDPA with a boolean mask, query rows in chunks:
-    (B, L, H, D) x3 in tile order -> (B, L, H, D)."""
+    (B, L, N, K) x3 in tile order -> (B, L, N, K)."""
     import torch.nn.functional as F
 
     check_inputs(q, k, v, plan)
     heads = plan.lut.shape[0]
     out = torch.empty_like(q)
-    masks = [token_mask(plan, h).to(q.device) for h in range(heads)]
+    masks = _masks(plan, q.device)
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, L, D)
     for s in range(0, q.shape[1], chunk):
         m = torch.stack(masks)[:, s : s + chunk] if heads > 1 else masks[0][s : s + chunk]
@@ -306,7 +338,7 @@ def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Pla
 def check_inputs(q, k, v, plan: Plan) -> None:
     n = plan.layout.num_tokens
     if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape or q.shape[1] != n:
-        raise ConfigError(f"sparse attention takes q, k, v of one shape (B, {n}, H, D) (the grid "
+        raise ConfigError(f"sparse attention takes q, k, v of one shape (B, {n}, N, K) (the grid "
                           f"{plan.layout.grid} in tile order); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if plan.lut.shape[0] not in (1, q.shape[2]):
         raise ConfigError(f"the plan has {plan.lut.shape[0]} per-head windows; q has {q.shape[2]} heads")

@@ -193,6 +193,15 @@ def card_defaults() -> dict:
             "sampler_timesteps": list(TIMESTEPS), "guidance": 1.0, "shift": 1.0, "fps": 8}
 
 
+def trained_info(args, card: dict, tr: Trainer, done: bool, device, n_traj: int, traj_s: float) -> dict:
+    return {**C.run_info(device, "vdrt.export.tiny.distill", args.argv), "method": "teacher ODE distillation "
+            "(UniPC through vdrt.samplers.loop, CFG baked in) at s = 1, .75, .5, .25",
+            "teacher": {"name": card["name"], "sha256": card["sha256"]}, "guidance": args.guidance,
+            "grid": args.grid, "trajectories": n_traj, "trajectory_seconds": round(traj_s, 1), "steps": tr.step,
+            "horizon": tr.horizon, "lr": args.lr, "ema": args.ema, "wall_seconds": round(tr.wall_seconds(), 1),
+            "complete": done, "final_loss": tr.curve[-1]["loss"] if tr.curve else None, "loss_curve": tr.curve}
+
+
 def _student_name(teacher_card: dict) -> str:
     name = teacher_card["name"]
     return name[: -len("-teacher")] if name.endswith("-teacher") else name + "-student"
@@ -200,7 +209,7 @@ def _student_name(teacher_card: dict) -> str:
 
 def distill(args) -> Path:
     from vdrt import ops
-    from vdrt.export.tiny.quality.cards import load_card_models, read_card
+    from vdrt.export.tiny.quality.cards import card_ema, load_card_models, read_card
     from vdrt.export.tiny.state import load_state, save_state
     from vdrt.export.tiny.train import card_extras
 
@@ -225,31 +234,17 @@ def distill(args) -> Path:
         tr = Distiller(den, enc, cfg, device, budget, data)
         saved = load_state(out, name) if args.resume else None
         if saved is not None:
-            tr.load(*saved, ema=None if args.state_dtype == "float32" else _card_ema(out, name))
+            tr.load(*saved, ema=None if args.state_dtype == "float32" else card_ema(out, name))
 
         def save(done: bool = False) -> Path:
-            info = {**C.run_info(device, "vdrt.export.tiny.distill", args.argv), "method": "teacher ODE "
-                    "distillation (UniPC through vdrt.samplers.loop, CFG baked in) at s = 1, .75, .5, .25",
-                    "teacher": {"name": card["name"], "sha256": card["sha256"]}, "guidance": args.guidance,
-                    "grid": args.grid, "trajectories": n_traj, "trajectory_seconds": round(traj_s, 1),
-                    "steps": tr.step, "horizon": tr.horizon, "lr": args.lr, "ema": args.ema,
-                    "wall_seconds": round(tr.wall_seconds(), 1), "complete": done,
-                    "final_loss": tr.curve[-1]["loss"] if tr.curve else None, "loss_curve": tr.curve}
+            info = trained_info(args, card, tr, done, device, n_traj, traj_s)
             path = C.write_card(out, name, tr.ema, card["config"], card["text"], card_defaults(), info,
                                 extras=card_extras())
-            tensors, meta = tr.state()
-            save_state(out, name, tensors, meta)
+            save_state(out, name, *tr.state())
             return path
 
         done = tr.run(on_save=save)
     return save(done)
-
-
-def _card_ema(out: Path, name: str):
-    from vdrt.export.tiny.quality.cards import card_state, read_card
-
-    path = out / f"{name}.json"
-    return card_state(read_card(path)) if path.is_file() else None
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,9 @@ One model learns every mode from its conditioning channels (vdrt's native layout
 | --- | --- | --- | --- |
 | t2v | none | none | the caption's clip |
 | i2v | frame 0 | none | |
-| extend | frames 0..k-1, k in 1..T/2 | none | (story continuation is extend under a new prompt) |
+| extend | frames 0..k-1, k in 1..T/2 | none | |
+| continue | frames 0..k-1, k in 2..T/2 | none | from frame k every object moves anew (bouncing or along |
+|          |                            |      | an axis, from where it is), captioned with the new motion |
 | interpolate | first and last frames | none | |
 | slowmo | every m-th frame (t % m == 0), m in {2, 4} | none | frame-rate x m of a T' = (T-1)/m + 1 clip |
 | inpaint | all but one rectangle (8..40 units a side), every frame | none | |
@@ -39,10 +41,10 @@ from vdrt.export.tiny.data.captions import caption_ids
 from vdrt.export.tiny.data.world import BACKGROUNDS, COLOURS, SHAPES, Geometry, Scenes, trajectories
 
 MODES = ("t2v", "i2v", "extend", "interpolate", "slowmo", "inpaint", "outpaint", "grow", "remove", "v2v",
-         "upscale")
-MODE_PROBS = (0.22, 0.08, 0.14, 0.06, 0.08, 0.08, 0.06, 0.05, 0.07, 0.07, 0.09)
+         "upscale", "continue")
+MODE_PROBS = (0.20, 0.08, 0.12, 0.06, 0.08, 0.08, 0.06, 0.05, 0.07, 0.07, 0.08, 0.05)
 COND_CHANNELS = 8
-N_UNIFORMS = 12
+N_UNIFORMS = 20
 
 
 @dataclasses.dataclass
@@ -93,7 +95,9 @@ def frame_keep(mode: torch.Tensor, u: torch.Tensor, frames: int) -> torch.Tensor
     t = torch.arange(frames, device=mode.device)[None]
     k = 1 + (u[:, 0] * max(1, frames // 2)).long()  # 1..T/2
     m = torch.where(u[:, 1] < 0.5, 2, 4)[:, None]
+    kc = switch_frame(u[:, 0], frames)  # a continuation shows at least 2 frames of the old motion
     return ((_is(mode, "i2v")[:, None] & (t == 0)) | (_is(mode, "extend")[:, None] & (t < k[:, None]))
+            | (_is(mode, "continue")[:, None] & (t < kc[:, None]))
             | (_is(mode, "interpolate")[:, None] & ((t == 0) | (t == frames - 1)))
             | (_is(mode, "slowmo")[:, None] & (t % m == 0)))
 
@@ -170,6 +174,43 @@ def restyle(scenes: Scenes, u: torch.Tensor) -> Scenes:
     return dataclasses.replace(scenes, colour=colour, shape=shape, background=bg)
 
 
+def switch_frame(u: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B,) the frame a continuation starts at: the extend k of frame_keep, at least 2 (motion seen)."""
+    return (1 + (u * max(1, frames // 2)).long()).clamp(min=2, max=frames - 1)
+
+
+def new_motions(scenes: Scenes, k: torch.Tensor, u: torch.Tensor) -> Scenes:
+    """Scenes whose objects, from frame k (B,), move anew from where they are at k; u: (B, K, 4) uniforms.
+
+    Half bounce (2.5..4 units/frame, 30..60 degrees off the axes), half move along an axis towards the
+    farther wall, travelling 50..90% of that room by the last frame. Falling is not a continuation
+    (its start would lie before frame k). Positions before k follow the old scene.
+    """
+    geo, r = scenes.geometry, scenes.radius()  # (B, K)
+    pos = trajectories(scenes)  # (B, K, T, 2)
+    p = pos[torch.arange(len(scenes), device=pos.device), :, k]  # (B, K, 2)
+    ex, ey = geo.extent
+    hi = torch.stack([ex - r, ey - r], -1)
+    bounce = u[..., 0] < 0.5
+    speed, angle = 2.5 + 1.5 * u[..., 1], torch.deg2rad((u[..., 2] * 4).floor() * 90 + 30 + 30 * u[..., 3])
+    b_vel = torch.stack([speed * torch.cos(angle), speed * torch.sin(angle)], -1)
+    along_x = u[..., 2] < 0.5
+    room_lo, room_hi = p - r[..., None], hi - p  # (B, K, 2)
+    pos_dir = room_hi >= room_lo
+    room = torch.where(pos_dir, room_hi, room_lo)
+    left = (geo.frames - 1 - k).clamp(min=1).float()[:, None]
+    a_speed = torch.where(along_x, room[..., 0], room[..., 1]) * (0.5 + 0.4 * u[..., 1]) / left
+    sign = torch.where(torch.where(along_x, pos_dir[..., 0], pos_dir[..., 1]), 1.0, -1.0)
+    a_vel = torch.stack([torch.where(along_x, sign * a_speed, 0.0), torch.where(along_x, 0.0, sign * a_speed)], -1)
+    axis_id = torch.where(along_x, torch.where(sign > 0, 2, 1), torch.where(sign > 0, 4, 3))
+    vel = torch.where(bounce[..., None], b_vel, a_vel)
+    start = p - vel * k[:, None, None].float()
+    motion = torch.where(bounce, 0, axis_id) * scenes.present
+    zeros = torch.zeros_like(scenes.gravity)
+    return dataclasses.replace(scenes, motion=motion, start=start * scenes.present[..., None], velocity=vel
+                               * scenes.present[..., None], gravity=zeros, restitution=zeros)
+
+
 def upscale_hint(scenes: Scenes) -> torch.Tensor:
     """(B, 3, T, H, W): the scenes rendered at half size, nearest-upsampled x2 (what a user's low-res clip gives)."""
     g = scenes.geometry
@@ -189,11 +230,24 @@ def make_batch(scenes: Scenes, gen: torch.Generator, probs=MODE_PROBS, max_len: 
     which = (u[:, 1] < 0.5).long()
     target = drop_object(scenes, _is(mode, "remove"), which)
     x0 = raster.to_model(raster.render(target))  # (B, 3, T, H, W)
+    x0, target = _continuations(target, x0, _is(mode, "continue"), u[:, 2], u[:, 12:20])
     keep = frame_keep(mode, u[:, 2:4], geo.frames)[:, :, None, None] | rect_keep(mode, u[:, 4:9], geo)[:, None]
     keep = keep | (_is(mode, "remove")[:, None, None, None] & ~remove_hole(scenes, which))  # (B, T, H, W)
     hint, has_hint = _hints(target, mode, u[:, 9:12])
     cond = native_cond(x0, keep[:, None].float(), hint, has_hint)
     return Batch(x0, cond, caption_ids(target, gen, max_len), mode)
+
+
+def _continuations(target: Scenes, x0: torch.Tensor, rows: torch.Tensor, u_k: torch.Tensor, u: torch.Tensor):
+    """For `rows`: frames before k from the old scene, from k the new motions; the caption's scene is the new one."""
+    k = switch_frame(u_k, target.geometry.frames)
+    after = new_motions(target, k, u.reshape(-1, 2, 4))
+    t = torch.arange(target.geometry.frames, device=x0.device)
+    late = rows[:, None] & (t[None] >= k[:, None])  # (B, T)
+    x0 = torch.where(late[:, None, :, None, None], raster.to_model(raster.render(after)), x0)
+    scenes = Scenes(target.geometry, **{name: torch.where(rows.view(-1, *([1] * (v.dim() - 1))), after.tensors()[name],
+                                                          v) for name, v in target.tensors().items()})
+    return x0, scenes
 
 
 def _hints(target: Scenes, mode: torch.Tensor, u: torch.Tensor):

@@ -7,7 +7,7 @@ How (see `trainer` for the loop, `modes` for the conditioning, `arch` for the mo
 - data rendered on the training device every step, at variable length and size (shape buckets
   9..33 frames, 64..128 px, ~`--tokens` tokens a batch), every conditioning mode trained through
   random masks and hints (t2v, i2v, extend, interpolate, slowmo, inpaint, outpaint, grow, remove,
-  v2v, upscale), captions dropped 10% of the time (the zero context of CFG);
+  v2v, upscale, continue), captions dropped 10% of the time (the zero context of CFG);
 - flow matching with a shifted logit-normal (shift 3, 10% uniform), loss on all pixels;
 - AdamW (0.9, 0.99, fused on CUDA), warmup then cosine to 10% over a horizon fitted to the
   budget, grad clip 1, bf16 autocast and torch.compile on CUDA, EMA 0.999 (what the card ships).
@@ -107,13 +107,6 @@ def build(args, device):
     return config, text, den.to(device).train(), conditioner.encoder.to(device).train()
 
 
-def _ema_from_card(out: Path, name: str) -> dict | None:
-    from vdrt.export.tiny.quality.cards import card_state, read_card
-
-    path = out / f"{name}.json"
-    return card_state(read_card(path)) if path.is_file() else None
-
-
 def trained_info(args, tr: Trainer, done: bool, device, n_params: int) -> dict:
     return {**C.run_info(device, "vdrt.export.tiny.train", args.argv), "arch": args.arch,
             "data": "procedural world, sampled on the device from the training seed", "data_seed": args.seed,
@@ -126,6 +119,7 @@ def trained_info(args, tr: Trainer, done: bool, device, n_params: int) -> dict:
 
 def train(args) -> Path:
     from vdrt import ops
+    from vdrt.export.tiny.quality.cards import card_ema
     from vdrt.export.tiny.state import load_state, save_state
 
     budget = Budget(args.minutes)
@@ -138,7 +132,7 @@ def train(args) -> Path:
     tr = Trainer(den, enc, train_config(args, device), device, budget, tuple(config["patch_size"]))
     saved = load_state(out, name) if args.resume else None
     if saved is not None:
-        tr.load(*saved, ema=_ema_from_card(out, name))
+        tr.load(*saved, ema=card_ema(out, name))
         log.info("resumed %s at step %d", name, tr.step)
     n_params = sum(p.numel() for p in tr.params.values())
 

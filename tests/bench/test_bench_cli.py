@@ -6,7 +6,7 @@ import torch
 
 from vdrt.cli import main
 
-TINY = ({"dim": 32, "num_heads": 2, "num_layers": 1}, {"dim": 32, "layers": 1, "heads": 2})
+TINY = ({"dim": 32, "num_heads": 2, "num_layers": 1}, {"dim": 32, "layers": 1, "heads": 2})  # factorized arch
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -14,12 +14,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def card_dir(tmp_path_factory):
-    from vdrt.export.tiny.common import named_parameters, sections, write_card
-
+    from vdrt.export.tiny.arch import sections
+    from vdrt.export.tiny.common import write_card
     from vdrt.export.tiny.quality.cards import build_models
+    from vdrt.export.tiny.trainer import named_parameters
 
     out = tmp_path_factory.mktemp("cards")
-    config, text = sections(*TINY)
+    config, text = sections("factorized", *TINY)
     den, cond = build_models(config, text, seed=3)
     state = {k: p.detach() for k, p in named_parameters(den, cond.encoder).items()}
     defaults = {"num_frames": 17, "height": 64, "width": 64, "num_steps": 2, "sampler": "fewstep",
@@ -34,10 +35,10 @@ def test_bench_quality_prints_and_writes_the_oracle_row(card_dir, tmp_path, caps
             "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "forecast_psnr" in printed and "t2v_accuracy" in printed and "fewstep-2" in printed
+    assert "extend.psnr" in printed and "t2v.adherent" in printed and "fewstep-2" in printed
     row = json.loads(out.read_text())[0]
     assert row["bench"] == "quality" and row["clips"] == 2 and row["impl"] == "tiny-test fewstep-2"
-    assert 0 < row["forecast_psnr"] < 100 and row["ms_per_clip"] > 0 and row["device"] == "cpu"
+    assert 0 < row["extend.psnr"] < 100 and row["ms_per_clip"]["t2v"] > 0 and row["device"] == "cpu"
 
 
 def test_bench_times_a_card_and_a_preset(card_dir, capsys):

@@ -7,7 +7,8 @@ cached by content ($VDRT_CACHE, default ~/.cache/vdrt/engines), so a repeated bu
 `--lora PATH[:SCALE]` (repeatable) fuses LoRAs into the weights before the export: the engine runs them
 at zero cost, and its manifest records each one's file, sha256 and scale (`vdrt run ENGINE --lora`
 accepts only those). `--recipe NAME` records the few-step recipe `vdrt run` uses (default: the one the
-model's card or config names).
+model's card or config names). `--attention NAME [--sparse D|FxHxW]` compiles that attention into the
+engine (every step runs it; a sparse plan is fixed by the grid, so sparse engines take one size).
 """
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def add_parser(sub):
     p.add_argument("--recipe", default=None, help="few-step recipe recorded for `vdrt run` (wan-4step-distill | "
                    "fastwan-3step | none; default: the one the model names)")
     p.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt checkpoints and LoRAs")
+    p.add_argument("--attention", default=None, help="attention compiled into the engine: auto | sdpa | vdrt | "
+                   "vdrt-int8 | vdrt-sparse | vdrt-sparse-int8 (recorded in the manifest)")
+    p.add_argument("--sparse", default=None, help="with a sparse --attention: a density (0.25) or a window of "
+                   "tiles FxHxW; sparse engines are built for one size (give --frames/--height/--width as one number)")
     p.set_defaults(func=run_build)
 
 

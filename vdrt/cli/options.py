@@ -74,6 +74,7 @@ def checked_request(opts: dict):
     from vdrt.pipeline.sources import describe
 
     attention_schedule(opts)  # the attention and LoRA flags are checked here too, before anything loads
+    _refuse_attention_flags_on_engines(opts)
     lora_specs(opts)
     req = request(opts)
     model = model_of(opts)
@@ -146,6 +147,17 @@ def build_pipeline(opts: dict):
 
 
 LOSSY_ATTENTION = ("vdrt-int8", "vdrt-sparse", "vdrt-sparse-int8")
+
+
+def _refuse_attention_flags_on_engines(opts: dict) -> None:
+    """A compiled engine runs the attention it was built with: the attention flags cannot change it."""
+    model = model_of(opts)
+    given = [f"--{k.replace('_', '-')}" for k in ("attention", "sparse", "dense_steps") if opts.get(k) is not None]
+    if given and (Path(model) / "manifest.json").is_file():
+        from vdrt.errors import ConfigError
+
+        raise ConfigError(f"{' '.join(given)}: {model} is a compiled engine and runs the attention it was built with "
+                          "(vdrt inspect shows it); rebuild with `vdrt build ... --attention NAME [--sparse ...]`")
 
 
 def attention_schedule(opts: dict):

@@ -128,6 +128,7 @@ class WanModel(nn.Module):
             x = x[:, sparse.device_index(tiles.plan.layout, x.device)[1]]
         return self._unpatchify(self.head(x, temb), f, h, w)
 
+    @torch.compiler.disable  # host-side planning (cached): a graph break, not traced
     def _tile_order(self, grid, device) -> TileOrder | None:
         """The tile order and plan when the attention choice is a sparse implementation, else None."""
         config = ops.sparse_config()

@@ -65,3 +65,10 @@ def load_card_models(card: dict, state: dict | None = None):
         check_state_dict(module, part(state, prefix), f"card {card['name']!r} ({prefix})")
         module.load_state_dict(part(state, prefix), strict=True)
     return den.eval().requires_grad_(False), text
+
+
+def card_ema(out_dir, name: str) -> dict | None:
+    """The (hash-checked) fp32 weights of card `<name>.json` in out_dir, or None when there is no card:
+    the EMA a compact (bf16) training state resumes from."""
+    path = Path(out_dir) / f"{name}.json"
+    return card_state(read_card(path)) if path.is_file() else None

@@ -32,15 +32,15 @@ def _spec(start=(15.0, 30.0), colour="red", size="small") -> P.ClipSpec:
     return P.ClipSpec((P.ObjectSpec("square", colour, size, "moving right", start, (2.0, 0.0)),), "grey")
 
 
-def test_psnr_known_values():
+def test_psnr_is_pooled_and_uncapped():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 200, (3, 16, 16, 3)).astype(np.uint8)
-    assert M.psnr(a, a) == M.PSNR_CAP_DB
+    assert M.psnr(a, a) == math.inf and M.mse(a, a) == 0.0
     assert M.psnr(a, a + np.uint8(5)) == pytest.approx(10 * math.log10(255**2 / 25), abs=1e-9)
     b = a.copy()
-    b[0] += 5  # one frame off by 5: the other frames hit the cap
-    want = (10 * math.log10(255**2 / 25) + 2 * M.PSNR_CAP_DB) / 3
-    assert M.psnr(a, b) == pytest.approx(want, abs=1e-9)
+    b[0] += 5  # one frame off by 5: the MSE is pooled over the 3 frames (a per-frame mean would be inflated)
+    assert M.mse(a, b) == pytest.approx(25 / 3, abs=1e-9)
+    assert M.psnr(a, b) == pytest.approx(10 * math.log10(255**2 * 3 / 25), abs=1e-9)
 
 
 def test_ssim_matches_the_brute_force_reference():
@@ -81,7 +81,7 @@ def test_centroid_error_in_pixels():
 
 
 def test_temporal_consistency_known_values():
-    truth = P.render(P.dataset("test", 0, two_objects_prob=0.0)[2])
+    truth = P.render(P.dataset("test", 0, two_objects_prob=0.0)[2])  # one object, never hidden
     tc = M.temporal_consistency(truth)
     assert tc["area_cv"] == 0.0 and tc["colour_std"] == 0.0 and len(tc["objects"]) == 1
     small, large = P.render(_spec(size="small")), P.render(_spec(size="large"))
@@ -101,11 +101,22 @@ def test_temporal_consistency_known_values():
 def test_forecast_metrics():
     truth = P.dataset("test", 5)[0]
     garbage_start = truth.copy()
-    garbage_start[:4] = 0  # the known frames are not scored
-    perfect = M.forecast_metrics(garbage_start, truth, known=4)
-    assert perfect == {"psnr": M.PSNR_CAP_DB, "ssim": pytest.approx(1.0), "centroid_error": 0.0, "frames": 13}
+    garbage_start[:4] = 0  # only the scored frames count
+    perfect = M.forecast_metrics(garbage_start, truth, list(range(4, 17)))
+    assert perfect["psnr"] == math.inf and perfect["mse"] == 0 and perfect["ssim"] == pytest.approx(1.0)
+    assert perfect["centroid_error"] < 0.5 and perfect["iou"] > 0.95 and perfect["frames"] == 13
     frozen = np.concatenate([truth[:4], np.repeat(truth[3:4], 13, axis=0)])
-    f = M.forecast_metrics(frozen, truth)
-    assert f["psnr"] < 40 and f["ssim"] < 1.0 and f["centroid_error"] > 5.0
+    f = M.forecast_metrics(frozen, truth, list(range(4, 17)))
+    assert f["psnr"] < 40 and f["ssim"] < 1.0 and f["centroid_error"] > 5.0 and f["iou"] < perfect["iou"]
     with pytest.raises(MediaError):
-        M.forecast_metrics(truth[:10], truth)
+        M.forecast_metrics(truth[:10], truth, [4])
+
+
+def test_object_scores_know_hidden_and_missing_objects():
+    truth = P.render(_spec())
+    blank = P.render(P.ClipSpec((), "grey"))
+    missing = M.object_scores(blank, truth)
+    assert missing["iou"] == 0.0 and missing["centroid_error"] == pytest.approx(math.hypot(64, 64))
+    shifted = M.object_scores(P.render(_spec(start=(18.0, 30.0))), truth)
+    assert shifted["centroid_error"] == pytest.approx(3.0, abs=0.3) and 0.5 < shifted["iou"] < 0.9
+    assert M.object_scores(blank, blank) == {"centroid_error": None, "iou": None}
