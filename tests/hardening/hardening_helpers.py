@@ -43,6 +43,7 @@ def time_limit(seconds: float):
     if not hasattr(signal, "setitimer"):
         yield
         return
+    seconds = min(seconds, float(os.environ.get("VDRT_HARDENING_LIMIT", seconds)))  # e.g. 5 for a run against main
 
     def alarm(*_):
         raise Hang(f"over {seconds} s")

@@ -242,7 +242,7 @@ def _attention(plan: Plan, batch: int, tokens: int, width: int) -> int:
     dim, _, heads = _widths(plan.config)
     choice = plan.attention
     gpu = plan.device.type == "cuda"
-    if choice in ("vdrt-int8", "vdrt-sparse-int8") and not gpu:  # the CPU emulation: float64 scores
+    if choice in ("vdrt-int8", "vdrt-sparse-int8") and not gpu:  # the CPU emulation: L^2 fp32 scores, ~5 temporaries
         return 3 * batch * heads * tokens * tokens * 8
     if choice in ("vdrt-sparse", "vdrt-sparse-int8"):  # tokens reordered; the torch path's per-head masks
         return 4 * batch * tokens * dim * width + (0 if gpu else heads * tokens * tokens)
