@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,7 @@ def build(module, backend: str, out, precision: str = "bf16", shapes: dict | Non
     An existing non-empty `out` is refused unless `force=True`, which replaces an engine directory
     (never a directory that is not one).
     """
+    check_args(module, out, device, shapes, force=force, cache=cache, load=load)
     check_backend(backend, precision, options)
     check_out(out, force)
     dtype = precision_dtype(precision)
@@ -76,6 +78,26 @@ def build(module, backend: str, out, precision: str = "bf16", shapes: dict | Non
                     options=options)
     return build_target(target, backend, out, precision, example=example, cache=cache, load=load, device=device,
                         force=force)
+
+
+def check_args(module, out, device, shapes, **switches) -> None:
+    """The types of build()'s arguments (vdrt.errors.InputTypeError), and the device this process has."""
+    from vdrt.errors import InputTypeError
+    from vdrt.loader import check_device
+
+    if not isinstance(module, torch.nn.Module) or not hasattr(module, "config"):
+        raise InputTypeError(f"build() takes a vdrt denoiser module (vdrt.load_denoiser(...)), not a "
+                             f"{type(module).__name__}")
+    if not isinstance(out, (str, os.PathLike)):
+        raise InputTypeError(f"out={out!r} must be the engine directory's path, not a {type(out).__name__}")
+    if shapes is not None and not isinstance(shapes, dict):
+        raise InputTypeError(f"shapes={shapes!r} must be a dict of dims -> (min, opt, max), e.g. "
+                             "{'frames': (1, 5, 5), 'height': (8, 16, 16), 'width': (8, 16, 16)}")
+    for name, v in switches.items():
+        if not isinstance(v, bool):
+            raise InputTypeError(f"{name}={v!r} must be True or False")
+    if device is not None:
+        check_device(device)
 
 
 def check_backend(backend: str, precision: str, options: dict) -> None:

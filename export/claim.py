@@ -33,9 +33,7 @@ from vdrt.errors import ConfigError, EngineError, VdrtError
 
 log = logging.getLogger(__name__)
 
-DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
-               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-               errno.EROFS: "the file system is read-only"}
+DISK_ERRORS, disk_error = fsutil.DISK_ERRORS, fsutil.disk_error  # (defined once, in vdrt.fsutil)
 _held: dict[Path, "Claim"] = {}
 _held_lock = threading.Lock()
 
@@ -246,20 +244,6 @@ def disk_errors(target: Path, what: str | None = None, fix: str | None = None) -
             raise
         raise EngineError(f"{what or f'writing the engine to {target}'} failed: {DISK_ERRORS[err.errno]} "
                           f"({err.filename or target}); {fix or _fix(err.errno)}") from e
-
-
-def disk_error(e: BaseException) -> OSError | None:
-    """The OSError with a disk/permission errno in `e`'s cause chain, or None."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
-            return e
-        text = str(e)
-        if "No space left on device" in text or "Disk quota exceeded" in text:
-            return OSError(errno.ENOSPC if "space" in text else errno.EDQUOT, text.splitlines()[-1][:200])
-        e = e.__cause__ or e.__context__
-    return None
 
 
 def _fix(code: int) -> str:

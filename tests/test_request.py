@@ -90,3 +90,51 @@ def test_defaults_come_from_the_config_not_the_name(tmp_path):
     assert describe(tmp_path / "my-wan").defaults == WAN_SMALL
     assert describe("wan2.1-t2v-1.3b").defaults == WAN_FULL and describe("wan-tiny").defaults == WAN_SMALL
     assert describe("vdrt-tiny").defaults.trained_size == (17, 64, 64)
+
+
+@pytest.mark.parametrize("kw", [dict(seed=None), dict(seed="abc"), dict(seed=3.7), dict(prompt=None), dict(prompt=5),
+                                dict(num_frames=True), dict(guidance="high"), dict(mode=5), dict(force="false"),
+                                dict(out=5), dict(mode="i2v", image=5), dict(guidance_range=0.5)])
+def test_wrong_types_are_type_errors_too(kw):
+    from vdrt.errors import InputTypeError
+
+    with pytest.raises(InputTypeError) as e:
+        GenerateRequest(**kw)
+    assert isinstance(e.value, TypeError) and isinstance(e.value, ConfigError) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(num_steps=10**11), "num_steps=100000000000 is above the limit of 1000"),
+    (dict(num_videos=100000), "above the limit of 1024"),
+    (dict(prompt=["a"] * 600, num_videos=2), "600 prompts x num_videos=2"),
+    (dict(height=10**6), "height=1000000 is above the limit"),
+    (dict(seed=2**64), r"\[0, 2\^63\)"),
+])
+def test_absurd_counts_are_refused_by_the_request(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        GenerateRequest(**kw)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(strength=0.5), "mode t2v does not use strength; drop it, or choose a mode that does \\(v2v\\)"),
+    (dict(known_frames=3), "mode t2v does not use known_frames.*\\(continue, extend\\)"),
+    (dict(mode="i2v", image=np.zeros((8, 8, 3), np.uint8), strength=0.5), "mode i2v does not use strength"),
+    (dict(image=np.zeros((8, 8, 3), np.uint8)), "mode t2v does not use image"),
+])
+def test_an_input_of_another_mode_is_refused(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        GenerateRequest(**kw)
+
+
+def test_strength_defaults_to_0_8_in_v2v_only_and_negative_prompt_at_guidance_1_is_logged(caplog):
+    d = Defaults(guidance=1.0)
+    video = np.zeros((2, 8, 8, 3), np.uint8)
+    assert GenerateRequest(mode="v2v", video=video).resolved(d).strength == 0.8
+    assert GenerateRequest().resolved(d).strength is None
+    with caplog.at_level("WARNING", logger="vdrt.request"):
+        GenerateRequest(negative_prompt="blurry").resolved(d)
+    assert "negative prompt is not used: guidance is 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vdrt.request"):
+        GenerateRequest(negative_prompt="blurry", guidance=5.0).resolved(d)
+    assert caplog.text == ""

@@ -96,6 +96,30 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
            if tuple(state[k].shape) != tuple(v.shape)]
     if bad:
         raise CheckpointError(f"{source}: weight shapes do not match the config: {_few(bad)}")
+    check_values(own, state, source)
+
+
+def check_values(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """Each weight in a dtype its parameter takes (a float parameter is not filled from ints or complex numbers:
+    never cast silently), and finite (a NaN weight makes a normal-looking but wrong video)."""
+    wrong = [f"{k} ({state[k].dtype})" for k, v in own.items()
+             if v.is_floating_point() and not state[k].is_floating_point()]
+    if wrong:
+        raise CheckpointError(f"{source}: weights of a dtype the model does not take: {_few(wrong)}; it takes "
+                              "floating point (float32 / bfloat16 / float16); re-save the checkpoint from its source")
+    nonfinite = [f"{k} ({n} of {state[k].numel()})" for k, n in _nonfinite(state, own)]
+    if nonfinite:
+        raise CheckpointError(f"{source}: weights hold NaN or Inf: {_few(nonfinite)}; the checkpoint is corrupt or "
+                              "was saved after training diverged")
+
+
+def _nonfinite(state: dict[str, torch.Tensor], own: dict) -> list[tuple[str, int]]:
+    out = []
+    for k in own:
+        t = state[k]
+        if t.is_floating_point() and t.dtype.itemsize > 1 and not torch.isfinite(t).all():
+            out.append((k, int((~torch.isfinite(t)).sum())))
+    return out
 
 
 def _few(names: list[str], n: int = 8) -> str:

@@ -2,6 +2,12 @@
 
 The CLI turns every `VdrtError` into one line on stderr and exit code 2; anything
 else is a bug and keeps its traceback.
+
+Each one is also the builtin an API caller would catch: bad values are `ValueError`s
+(`ConfigError`, `CheckpointError`, `MediaError`, `EngineError`), a value of the wrong type a
+`TypeError` too (`InputTypeError`), a refused size a `MemoryError` too (`MemoryLimitError`),
+a failure at run time a `RuntimeError` (`SamplingError`), a missing module an `ImportError`
+(`MissingDependency`).
 """
 
 
@@ -9,27 +15,35 @@ class VdrtError(Exception):
     """Bad input or a missing dependency; the message names the problem and the fix."""
 
 
-class ConfigError(VdrtError):
+class ConfigError(VdrtError, ValueError):
     """An unknown preset, a bad option or a shape the model cannot take."""
 
 
-class CheckpointError(VdrtError):
+class InputTypeError(ConfigError, TypeError):
+    """An argument of the wrong type (a string for a number, None for a seed, a bool for a count)."""
+
+
+class MemoryLimitError(ConfigError, MemoryError):
+    """A request whose estimated memory exceeds what the device has; the message says what would fit."""
+
+
+class CheckpointError(VdrtError, ValueError):
     """A checkpoint that is missing, unsafe, incomplete or does not fit the model."""
 
 
-class MediaError(VdrtError):
+class MediaError(VdrtError, ValueError):
     """An image, video or mask that cannot be read or does not fit."""
 
 
-class EngineError(VdrtError):
+class EngineError(VdrtError, ValueError):
     """An engine directory that is corrupt, tampered with, or incompatible."""
 
 
-class SamplingError(VdrtError):
+class SamplingError(VdrtError, RuntimeError):
     """Sampling went wrong at run time (NaN in the latents, bad schedule)."""
 
 
-class MissingDependency(VdrtError):
+class MissingDependency(VdrtError, ImportError):
     """An optional dependency is not installed; the message names the extra."""
 
     def __init__(self, module: str, extra: str):

@@ -7,6 +7,7 @@ sequential sha256 on a 16-core host.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -168,3 +169,24 @@ def sweep_stale(parent: Path, name: str | None = None) -> list[Path]:
 def _unlink(path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+# ---------------------------------------------------------------- disk full / permission errors
+
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.EROFS: "the file system is read-only"}
+
+
+def disk_error(e: BaseException) -> OSError | None:
+    """The OSError with a disk/permission errno in `e`'s cause chain, or None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
+            return e
+        text = str(e)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return OSError(errno.ENOSPC if "space" in text else errno.EDQUOT, text.splitlines()[-1][:200])
+        e = e.__cause__ or e.__context__
+    return None

@@ -11,10 +11,16 @@ Writers (chosen by suffix in `Video.save`):
 Every writer writes to a hidden temporary in the target's directory and renames it
 onto the target, so a failure never leaves a half-written file behind.
 
+Readers decode only what is asked: `max_frames` stops the decode, `size=(H, W)` resizes each frame as
+it is decoded (one full-size frame is held at a time). Limits: an image over MAX_IMAGE_PIXELS
+(64 megapixels; a decompression bomb is a few KB) is refused from its header before it is decoded,
+and a video read without `max_frames` is refused once its decoded frames pass MAX_DECODED_BYTES.
+
 PyAV (`vdrt[video]`) and torch are imported inside the functions that need them.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import numbers
 import os
@@ -22,6 +28,7 @@ import re
 import shutil
 import struct
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from vdrt.errors import MediaError, SamplingError, require
+from vdrt.errors import MediaError, SamplingError, VdrtError, require
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +49,9 @@ WRITE_SUFFIXES = (".mp4", ".gif", ".webp")
 AV_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 PIL_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-_FRAME_NAME = re.compile(r"frame_\d+\.png")
+MAX_IMAGE_PIXELS = 64 * 2**20  # per image or frame (8192 x 8192); Pillow only warns below 2x its own 89 MP
+MAX_DECODED_BYTES = 4 * 2**30  # a whole video read without max_frames
+FRAME_NAME = re.compile(r"frame_\d+\.png")  # what a PNG-folder output holds
 # What a broken or foreign file makes Pillow raise (SyntaxError and struct.error come from
 # some plugins' header parsers; UnidentifiedImageError is an OSError).
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
@@ -72,9 +81,13 @@ class Video:
 
     def __getitem__(self, index):
         """video[i] -> frame i, uint8 (H, W, 3); video[a:b] (a slice or index list) -> a Video of those frames."""
+        try:
+            frames = self.frames[index]
+        except (IndexError, TypeError, ValueError) as e:
+            raise MediaError(f"Video[{index!r}]: {e}; this video has {len(self)} frames: index with an int (one "
+                             "frame), a slice or a list of frame indices") from None
         if isinstance(index, (int, np.integer)):
-            return self.frames[index]
-        frames = self.frames[index]
+            return frames
         if not isinstance(frames, np.ndarray) or frames.ndim != 4:
             raise MediaError(f"Video[{index!r}]: index with an int (one frame), a slice or a list of frame indices")
         return Video(np.ascontiguousarray(frames), fps=self.fps)
@@ -140,8 +153,25 @@ def _atomic_file(target: Path, write: Callable[[Path], None]) -> None:
     try:
         with atomic_path(target, suffix=".part" + target.suffix) as tmp:
             write(tmp)
-    except (OSError, ValueError) as e:
-        raise MediaError(f"could not write {target}: {type(e).__name__}: {e}") from e
+    except VdrtError:
+        raise
+    except Exception as e:
+        raise _write_error(target, e) from e
+
+
+def _write_error(target: Path, e: Exception) -> Exception:
+    """A full disk or a permission error (also wrapped by an encoder) -> one MediaError naming the fix; other
+    OSError / ValueError -> a MediaError with the cause; anything else is a bug and stays as it is."""
+    from vdrt.fsutil import DISK_ERRORS, disk_error
+
+    err = disk_error(e)
+    if err is not None:
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = "free some space there or write elsewhere" if full else "choose a folder you can write"
+        return MediaError(f"could not write {target}: {DISK_ERRORS[err.errno]}; {fix} (nothing was left behind)")
+    if isinstance(e, (OSError, ValueError)):
+        return MediaError(f"could not write {target}: {type(e).__name__}: {e}")
+    return e
 
 
 def _make_parent(target: Path) -> None:
@@ -164,7 +194,7 @@ def _save_png_folder(frames: np.ndarray, target: Path) -> Path:
             _to_pil(frame).save(tmp / f"frame_{i:05d}.png", format="PNG")
         _swap_folder(tmp, target)
     except OSError as e:
-        raise MediaError(f"could not write PNG frames to {target}: {type(e).__name__}: {e}") from e
+        raise _write_error(target, e) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -176,7 +206,7 @@ def _check_replaceable_folder(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise MediaError(f"cannot write PNG frames to {target}: it exists and is not a folder")
     if target.is_dir():
-        others = sorted(p.name for p in target.iterdir() if not _FRAME_NAME.fullmatch(p.name))
+        others = sorted(p.name for p in target.iterdir() if not FRAME_NAME.fullmatch(p.name))
         if others:
             raise MediaError(f"cannot write PNG frames to {target}: it holds other files ({others[0]!r} ...); "
                              "save to a new or empty folder")
@@ -252,6 +282,10 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, lossless: bool) -> No
                 out.mux(stream.encode(_to_av(frame, av)))
             out.mux(stream.encode())
     except av.error.FFmpegError as e:
+        from vdrt.fsutil import disk_error
+
+        if disk_error(e) is not None:
+            raise  # a full disk or a permission error: said once, naming the target (_atomic_file)
         raise MediaError(f"H.264 encoding of {path} failed: {e}") from e
 
 
@@ -268,87 +302,147 @@ def _existing(path) -> Path:
     return p
 
 
-def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
+def read_video(path: str | os.PathLike, max_frames: int | None = None, size: tuple | None = None) -> np.ndarray:
     """Read a video, animated image or folder of images as np.uint8 (T, H, W, 3) RGB.
 
     .mp4 .webm .mov .mkv .avi go through PyAV; .gif .webp (all frames), single images
     (one frame) through Pillow; a folder reads its png/jpg/webp/bmp files in natural order.
+    `max_frames`: the first frames only (the decode stops there); `size=(height, width)`: each frame
+    resized (Pillow bicubic, as `resize_frames`) as it is decoded. Without `max_frames`, a video whose
+    decoded frames pass MAX_DECODED_BYTES is refused.
     """
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+    if max_frames is not None and (not isinstance(max_frames, int) or isinstance(max_frames, bool) or
+                                   max_frames < 1):
         raise MediaError(f"max_frames must be a positive int or None, got {max_frames!r}")
+    if size is not None:
+        _check_size(*_pair(size, "read_video size"), "read_video size")
     p = _existing(path)
     suffix = p.suffix.lower()
+    keep = _Frames(p, max_frames, size)
     if p.is_dir():
-        frames = _read_folder(p, max_frames)
+        _read_folder(p, keep)
     elif suffix in AV_SUFFIXES:
-        frames = _read_av(p, max_frames)
+        _read_av(p, keep)
     elif suffix in PIL_SUFFIXES:
-        frames = _read_pil_frames(p, max_frames)
+        _read_pil_frames(p, keep)
     else:
         raise MediaError(f"cannot read {str(path)!r}: unknown suffix {p.suffix!r}; supported: "
                          f"{', '.join(AV_SUFFIXES + PIL_SUFFIXES)}, or a folder of images")
-    if not frames:
+    if not keep.frames:
         raise MediaError(f"{p} holds no frames")
-    return np.stack(frames)
+    return np.stack(keep.frames)
 
 
-def _read_av(path: Path, max_frames: int | None) -> list[np.ndarray]:
+def _pair(size, what: str) -> tuple:
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise MediaError(f"{what} must be (height, width), got {size!r}")
+    return tuple(size)
+
+
+class _Frames:
+    """The frames a reader keeps: resized as they come, up to `max_frames`, within MAX_DECODED_BYTES."""
+
+    def __init__(self, path: Path, max_frames: int | None, size: tuple | None):
+        self.path, self.max_frames, self.size = path, max_frames, size
+        self.frames: list[np.ndarray] = []
+        self.bytes = 0
+
+    @property
+    def full(self) -> bool:
+        return self.max_frames is not None and len(self.frames) >= self.max_frames
+
+    def add(self, frame: np.ndarray) -> bool:
+        """Keep `frame` (H, W, 3); False once no more are wanted."""
+        if self.size is not None and frame.shape[:2] != tuple(self.size):
+            if not self.frames:
+                log_resize(f"{self.path}", frame.shape[:2], self.size)
+            frame = resize_frames(frame, *self.size)
+        self.bytes += frame.nbytes
+        if self.max_frames is None and self.bytes > MAX_DECODED_BYTES:
+            raise MediaError(f"{self.path} decodes to more than {MAX_DECODED_BYTES >> 30} GiB ({len(self.frames)} "
+                             f"frames of {frame.shape[1]}x{frame.shape[0]} so far); read fewer frames (max_frames=) "
+                             "or a smaller size (size=)")
+        self.frames.append(frame)
+        return not self.full
+
+
+def log_resize(what: str, have: tuple, want: tuple) -> None:
+    """One log line for a resize: INFO when the aspect ratio is kept, WARNING when the picture is stretched."""
+    (h0, w0), (h1, w1) = have, want
+    if abs(w0 / h0 - w1 / h1) > 0.01 * (w1 / h1):
+        log.warning("%s is %dx%d and is stretched to %dx%d (another aspect ratio); crop it first, or ask for a "
+                    "size of its aspect (e.g. --width %d --height %d, rounded to the model's multiple)", what, w0, h0,
+                    w1, h1, w1, max(1, round(w1 * h0 / w0)))
+    else:
+        log.info("%s is resized from %dx%d to %dx%d", what, w0, h0, w1, h1)
+
+
+def _read_av(path: Path, keep: _Frames) -> None:
     av = require("av")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream")
-            return _decode_av(container, max_frames)
+            _decode_av(container, keep)
     except (av.error.FFmpegError, OSError) as e:
         raise MediaError(f"cannot decode {path}: {type(e).__name__}: {e}") from e
 
 
-def _decode_av(container, max_frames: int | None) -> list[np.ndarray]:
-    stream, frames, size = container.streams.video[0], [], None
+def _decode_av(container, keep: _Frames) -> None:
+    stream, size = container.streams.video[0], None
     for frame in container.decode(stream):
         size = size or (frame.width, frame.height)  # a mid-stream size change is scaled back
-        frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
-        if max_frames is not None and len(frames) >= max_frames:
+        _check_pixels(size[0], size[1], container.name)
+        if not keep.add(frame.to_ndarray(format="rgb24", width=size[0], height=size[1])):
             break
-    return frames
+
+
+def _check_pixels(width: int, height: int, what) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError(f"{what} is {width}x{height} ({width * height / 2**20:.0f} megapixels), over vdrt's limit of "
+                         f"{MAX_IMAGE_PIXELS >> 20} (a decompression-bomb guard); downscale it first")
 
 
 @contextmanager
 def _pil_image(path: Path, what: str = "image") -> Iterator[Image.Image]:
     """Open with Pillow, fully decoded; any Pillow failure inside the block becomes a MediaError."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # Pillow's own warning above 89 MP: vdrt decides below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as img:
+            _check_pixels(*img.size, path)  # from the header, before anything is decoded
             img.load()
             yield img
     except _PIL_ERRORS as e:
         raise MediaError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from e
 
 
-def _read_pil_frames(path: Path, max_frames: int | None) -> list[np.ndarray]:
-    frames = []
+def _read_pil_frames(path: Path, keep: _Frames) -> None:
     with _pil_image(path, "frames of") as img:
         for frame in ImageSequence.Iterator(img):
-            frames.append(_rgb_array(frame))
-            if max_frames is not None and len(frames) >= max_frames:
+            if not keep.add(_rgb_array(frame)):
                 break
-    return frames
 
 
 def _natural_key(p: Path):
     return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", p.name)]
 
 
-def _read_folder(path: Path, max_frames: int | None) -> list[np.ndarray]:
+def _read_folder(path: Path, keep: _Frames) -> None:
     files = sorted((f for f in path.iterdir() if f.suffix.lower() in FOLDER_SUFFIXES and f.is_file()),
                    key=_natural_key)
     if not files:
         raise MediaError(f"folder {path} holds no {'/'.join(s[1:] for s in FOLDER_SUFFIXES)} images")
-    frames = [read_image(f) for f in files[:max_frames]]
-    for f, frame in zip(files, frames):
-        if frame.shape != frames[0].shape:
-            raise MediaError(f"{f} is {frame.shape[1]}x{frame.shape[0]} but {files[0].name} is "
-                             f"{frames[0].shape[1]}x{frames[0].shape[0]}: all frames need one size")
-    return frames
+    first = None
+    for f in files:
+        frame = read_image(f)
+        first = first or (f.name, frame.shape)
+        if frame.shape != first[1]:
+            raise MediaError(f"{f} is {frame.shape[1]}x{frame.shape[0]} but {first[0]} is "
+                             f"{first[1][1]}x{first[1][0]}: all frames need one size")
+        if not keep.add(frame):
+            break
 
 
 def _rgb_array(img: Image.Image) -> np.ndarray:

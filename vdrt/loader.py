@@ -19,7 +19,7 @@ import torch
 
 from vdrt import models
 from vdrt.checkpoint import check_state_dict, read_state_dict
-from vdrt.errors import CheckpointError, ConfigError
+from vdrt.errors import CheckpointError, ConfigError, InputTypeError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ def load_denoiser(source, dtype: torch.dtype = torch.float32, device="cpu", trus
     """
     from vdrt.models.lora import apply_loras, check_lora_arg
 
+    dtype, device = check_dtype(dtype), check_device(device)
+    if not isinstance(trust_pickle, bool):
+        raise InputTypeError(f"trust_pickle={trust_pickle!r} must be True or False")
     specs = check_lora_arg(lora, trust_pickle=trust_pickle)  # a pickle LoRA is refused before the base loads
     model = _load(source, trust_pickle).to(device=device, dtype=dtype).eval().requires_grad_(False)
     apply_loras(model, specs, fuse=True, trust_pickle=trust_pickle)
@@ -45,6 +48,9 @@ def load_denoiser(source, dtype: torch.dtype = torch.float32, device="cpu", trus
 
 
 def _load(source, trust_pickle: bool):
+    if not isinstance(source, (str, Path)) and not hasattr(source, "__fspath__"):
+        raise InputTypeError(f"source={source!r} must be a preset or embedded model name, or a checkpoint directory "
+                             f"path, not a {type(source).__name__}")
     path = Path(str(source)).expanduser()
     if path.is_dir():
         return load_directory(path, trust_pickle)
@@ -145,3 +151,56 @@ def save_native(model, out: Path) -> None:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     with atomic_path(out / "config.json") as tmp:
         tmp.write_text(model.config.to_json())
+
+
+# ---------------------------------------------------------------- argument checks (the API's, shared)
+
+# every spelling of the floating dtypes a denoiser runs in (torch's, vdrt's precision names, numpy's)
+DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+               "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+               "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+               "float64": torch.float64, "fp64": torch.float64, "double": torch.float64}
+RUN_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def check_dtype(dtype, what: str = "dtype") -> torch.dtype:
+    """A torch dtype or its name ("float16", "bf16", "torch.float32") -> a floating torch dtype a model runs in."""
+    if isinstance(dtype, str):
+        key = dtype.strip().lower().removeprefix("torch.")
+        if key not in DTYPE_NAMES:
+            raise ConfigError(f"{what}={dtype!r} is not a dtype vdrt runs in; use one of {sorted(DTYPE_NAMES)}")
+        return DTYPE_NAMES[key]
+    if not isinstance(dtype, torch.dtype):
+        raise InputTypeError(f"{what}={dtype!r} must be a torch dtype (e.g. torch.bfloat16) or its name, "
+                             f"not a {type(dtype).__name__}")
+    if dtype not in RUN_DTYPES:
+        raise ConfigError(f"{what}={dtype} is not a dtype a denoiser runs in: use torch.float32, torch.bfloat16 "
+                          "or torch.float16 (fp8/int8 weights: `vdrt build --precision fp8 --backend tensorrt`)")
+    return dtype
+
+
+def check_device(device) -> torch.device:
+    """"cpu", "cuda", "cuda:N", an int (a CUDA index) or a torch.device -> a device this process has."""
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise InputTypeError(f"device={device!r} must be 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+                             f"not a {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type not in DEVICE_TYPES:
+        raise ConfigError(f"device={device!r}: vdrt runs on {' or '.join(DEVICE_TYPES)}, not {dev.type}")
+    if dev.type == "cuda":
+        _check_cuda(dev)
+    return dev
+
+
+def _check_cuda(dev: torch.device) -> None:
+    if not torch.cuda.is_available():
+        build = "a CPU-only build of torch" if torch.version.cuda is None else "torch, but no CUDA GPU is visible"
+        raise ConfigError(f"device {dev} was asked for, but this process has {build} (torch {torch.__version__}); "
+                          "use device 'cpu', or install a CUDA build of torch on a machine with a GPU")
+    count = torch.cuda.device_count()
+    if dev.index is not None and not 0 <= dev.index < count:
+        raise ConfigError(f"device {dev}: this process sees {count} CUDA GPU(s) (cuda:0 .. cuda:{count - 1})")

@@ -88,7 +88,30 @@ def checked_request(opts: dict):
 
         raise EngineError(f"{model} is not an engine directory (no manifest.json); build one with `vdrt build`")
     info = describe(model)
-    return with_recipe(req, opts, info)
+    req = with_recipe(req, opts, info)
+    check_memory(req, opts, info)
+    return req
+
+
+def check_memory(req, opts: dict, info) -> None:
+    """The device, precision, the model's size limits and the memory estimate, before any weight loads
+    (vdrt.pipeline.memory); --gpus runs are checked in each child, on its own device."""
+    from vdrt.cli.runconfig import parse_precision
+    from vdrt.pipeline import memory
+    from vdrt.pipeline.sources import device_and_dtype
+
+    dtype = parse_precision(opts.get("precision")) or parse_precision(opts.get("dtype"), "--dtype")
+    device, dtype = device_and_dtype(opts.get("device"), dtype)
+    if opts.get("cuda_graphs") and device.type != "cuda":
+        from vdrt.errors import ConfigError
+
+        raise ConfigError(f"--cuda-graphs needs a CUDA device; this run is on {device}: drop --cuda-graphs")
+    if opts.get("gpus") and opts["gpus"] > 1:
+        return
+    from vdrt import ops
+
+    attention = ops.ALIASES.get(opts.get("attention"), opts.get("attention")) or ops.get_choice("attention")
+    memory.check(req, memory.plan_before_load(info, device, dtype, attention))
 
 
 def lora_specs(opts: dict) -> list:
@@ -210,9 +233,8 @@ def parse_sparse(text):
         return None
     text = str(text).strip()
     try:
-        if "x" in text:
-            return SparseConfig(window=tuple(int(n) for n in text.split("x")))
-        return SparseConfig(density=float(text))
+        kw = {"window": tuple(int(n) for n in text.split("x"))} if "x" in text else {"density": float(text)}
     except ValueError:
         raise ConfigError(f"--sparse {text!r}: give a density in (0, 1] like 0.25, or a window of tiles FxHxW "
                           "like 2x7x5") from None
+    return SparseConfig(**kw)

@@ -101,6 +101,8 @@ def read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text())
     except OSError as e:
         raise ConfigError(f"cannot read run config {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"run config {path} is not UTF-8 text (TOML): {e.reason} at byte {e.start}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"run config {path} is not valid TOML: {e}") from e
 

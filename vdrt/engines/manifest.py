@@ -53,6 +53,8 @@ def read_json(path) -> dict:
         if f.stat().st_size > MAX_MANIFEST_BYTES:
             raise EngineError(f"{f} is {f.stat().st_size} bytes, not a manifest; rebuild the engine")
         return json.loads(f.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_nan)
+    except EngineError:
+        raise
     except (OSError, ValueError) as e:
         raise EngineError(f"{f} is unreadable ({e}); rebuild the engine with `vdrt build`") from e
 

@@ -51,6 +51,11 @@ class TorchEngine:
 
     @torch.inference_mode()
     def __call__(self, latents, timestep, context, **cond):
+        from vdrt.engines.base import check_inputs
+
+        check_inputs(latents, timestep, context, cond)
+        if not isinstance(timestep, torch.Tensor):  # a number, as the compiled engines take it: (B,)
+            timestep = torch.full((latents.shape[0],), float(timestep), device=latents.device)
         if not self.cuda_graphs:
             return self.module(latents, timestep, context, **cond)
         from vdrt.engines.graphs import GraphCache

@@ -23,6 +23,7 @@ the sampler part-way from the noised input video; `hint` is a clip that guides w
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ import torch.nn.functional as F
 
 from vdrt.errors import ConfigError, MediaError
 from vdrt.request import MODES, GenerateRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,15 +80,16 @@ def _t2v(req, codec):
 
 
 def _i2v(req, codec):
-    frames = media_frames(req.image if req.image is not None else req.video, req, single=True)[:, :1]
+    frames = media_frames(req.image if req.image is not None else req.video, req, single=True, max_frames=1)[:, :1]
     known, keep = _known_prefix(req, codec, frames, 1)
     return Conditioning("i2v", known=known, keep=keep, first_image=frames[:, 0])
 
 
 def _extend(req, codec):
     """extend: the video's first k frames; continue: its LAST k frames (the previous chunk's end)."""
-    frames = media_frames(req.video, req)
-    k = req.known_frames or min(frames.shape[1], max(1, req.num_frames // 4))
+    wanted = req.known_frames or max(1, req.num_frames // 4)
+    frames = media_frames(req.video, req, max_frames=wanted if req.mode == "extend" else None)
+    k = req.known_frames or min(frames.shape[1], wanted)
     if not 1 <= k < req.num_frames or k > frames.shape[1]:
         raise ConfigError(f"{req.mode}: known_frames={k} must be >= 1, < num_frames ({req.num_frames}) and <= the "
                           f"video's {frames.shape[1]} frames")
@@ -116,7 +120,7 @@ def _upscale(req, codec):
     """The hint: the video at half the output size, upsampled x2 by nearest neighbour (as trained)."""
     if req.height % 2 or req.width % 2:
         raise ConfigError(f"upscale makes 2x the input: height and width must be even, got {req.height}x{req.width}")
-    low = _frames_at(req.video, req.height // 2, req.width // 2)  # (3, T, H/2, W/2)
+    low = _frames_at(req.video, req.height // 2, req.width // 2, max_frames=req.num_frames + 1)  # (3, T, H/2, W/2)
     up = F.interpolate(_fit_frames(low, req.num_frames)[None], scale_factor=(1, 2, 2), mode="nearest")[0]
     return Conditioning("upscale", hint=codec.encode(up).float())
 
@@ -124,7 +128,7 @@ def _upscale(req, codec):
 def _grow(req, codec):
     """The input (not resized) centred in the request's larger canvas; the rest is generated."""
     src = req.video if req.video is not None else req.image
-    frames = _fit_frames(raw_frames(src), req.num_frames)  # (3, F, h0, w0)
+    frames = _fit_frames(raw_frames(src, max_frames=req.num_frames + 1), req.num_frames, "grow")  # (3, F, h0, w0)
     h0, w0 = frames.shape[-2:]
     if h0 > req.height or w0 > req.width or (h0, w0) == (req.height, req.width):
         raise ConfigError(f"grow: the {w0}x{h0} input must be smaller than the {req.width}x{req.height} canvas in "
@@ -154,8 +158,7 @@ def _inpaint(req, codec):
     source = req.video if req.video is not None else req.image
     if source is None:
         raise ConfigError(f"mode {req.mode} needs the video (or image) to edit: pass video= or image=")
-    frames = media_frames(source, req)
-    frames = _fit_frames(frames, req.num_frames)
+    frames = _fit_frames(media_frames(source, req, max_frames=req.num_frames + 1), req.num_frames, req.mode)
     gen = frame_masks(req)  # (F, H, W) True = generate
     known = codec.encode(frames).float()  # (C, f, h, w)
     if len(gen) == 1:
@@ -167,7 +170,7 @@ def _inpaint(req, codec):
 
 
 def _v2v(req, codec):
-    frames = _fit_frames(media_frames(req.video, req), req.num_frames)
+    frames = _fit_frames(media_frames(req.video, req, max_frames=req.num_frames + 1), req.num_frames, "v2v")
     z = codec.encode(frames).float()
     return Conditioning("v2v", init=z, hint=z)
 
@@ -194,39 +197,51 @@ def _endpoints(req):
     raise ConfigError("mode interpolate needs the first and last frames: pass video= or image=(first, last)")
 
 
-def media_frames(src, req, single: bool = False) -> torch.Tensor:
-    """A path, `Video`, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request size."""
-    from vdrt import io
-
-    return _frames_at(src, req.height, req.width, single)
-
-
-def _frames_at(src, height: int, width: int, single: bool = False) -> torch.Tensor:
-    """Media -> (3, T, height, width) in [-1, 1]."""
-    from vdrt import io
-
-    x = raw_frames(src, single)
-    if x.shape[-2:] == (height, width):
-        return x
-    if isinstance(src, torch.Tensor):
-        return _resize_float(x, height, width)
-    return io.to_float(io.resize_frames(io.frames_from_float(x), height, width))
+def media_frames(src, req, single: bool = False, max_frames: int | None = None) -> torch.Tensor:
+    """A path, `Video`, uint8 array (H, W, 3)/(T, H, W, 3) or float tensor -> (3, T, H, W) in [-1, 1] at the request
+    size; a file is decoded only up to `max_frames`, each frame resized as it is decoded (vdrt.io.read_video)."""
+    return _frames_at(src, req.height, req.width, single, max_frames)
 
 
-def raw_frames(src, single: bool = False) -> torch.Tensor:
-    """Media at its own size -> (3, T, H, W) in [-1, 1]."""
+def _frames_at(src, height: int, width: int, single: bool = False, max_frames: int | None = None) -> torch.Tensor:
+    """Media -> (3, T, height, width) in [-1, 1] (at most `max_frames`); a resize is logged."""
     from vdrt import io
 
     if isinstance(src, io.Video):
         src = src.frames
     if isinstance(src, torch.Tensor):
-        x = src.float()
-        return x.unsqueeze(1) if x.dim() == 3 else x
-    arr = _read_path(src, single) if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__") else np.asarray(src)
+        return _resize_float(_as_frames(src.float())[:, :max_frames], height, width)
+    arr = _uint8_frames(src, single, max_frames, (height, width))
+    if arr.shape[1:3] != (height, width):
+        io.log_resize("the input", arr.shape[1:3], (height, width))
+    return io.to_float(io.resize_frames(arr, height, width))
+
+
+def raw_frames(src, single: bool = False, max_frames: int | None = None) -> torch.Tensor:
+    """Media at its own size -> (3, T, H, W) in [-1, 1] (at most `max_frames`)."""
+    from vdrt import io
+
+    if isinstance(src, io.Video):
+        src = src.frames
+    if isinstance(src, torch.Tensor):
+        return _as_frames(src.float())[:, :max_frames]
+    return io.to_float(_uint8_frames(src, single, max_frames, None))
+
+
+def _as_frames(x: torch.Tensor) -> torch.Tensor:
+    return x.unsqueeze(1) if x.dim() == 3 else x
+
+
+def _uint8_frames(src, single: bool, max_frames: int | None, size: tuple | None) -> np.ndarray:
+    """A path or uint8 array -> uint8 (T, H, W, 3), at most `max_frames`; a file resized to `size` as decoded."""
+    if isinstance(src, (str, bytes)) or hasattr(src, "__fspath__"):
+        arr = _read_path(src, single, max_frames, size)
+    else:
+        arr = np.asarray(src)
     if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
         raise MediaError(f"media array of dtype {arr.dtype} and shape {arr.shape} does not fit: need uint8 (H, W, 3) "
                          "or (T, H, W, 3)")
-    return io.to_float(arr[None] if arr.ndim == 3 else arr)
+    return (arr[None] if arr.ndim == 3 else arr)[:max_frames]
 
 
 def media_shape(src) -> tuple[int, int, int]:
@@ -235,29 +250,39 @@ def media_shape(src) -> tuple[int, int, int]:
     return t, h, w
 
 
-def _read_path(src, single: bool) -> np.ndarray:
+def _read_path(src, single: bool, max_frames: int | None, size: tuple | None) -> np.ndarray:
     from pathlib import Path
 
     from vdrt import io
 
     p = Path(src)
     if single and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
-        return io.read_image(p)
-    return io.read_video(p)
+        img = io.read_image(p)
+        if size is not None and img.shape[:2] != tuple(size):
+            io.log_resize(str(p), img.shape[:2], size)
+        return img
+    return io.read_video(p, max_frames=max_frames, size=size)
 
 
 def _resize_float(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if x.shape[-2:] == (h, w):
         return x
+    from vdrt import io
+
+    io.log_resize("the input tensor", tuple(x.shape[-2:]), (h, w))
     return F.interpolate(x.transpose(0, 1), size=(h, w), mode="bilinear", align_corners=False).transpose(0, 1)
 
 
-def _fit_frames(frames: torch.Tensor, n: int) -> torch.Tensor:
-    """(3, T, H, W) -> (3, n, H, W): cut, or repeat the last frame (still images become still videos)."""
+def _fit_frames(frames: torch.Tensor, n: int, mode: str = "") -> torch.Tensor:
+    """(3, T, H, W) -> (3, n, H, W): cut, or repeat the last frame (still images become still videos); logged."""
     t = frames.shape[1]
-    if t >= n:
+    if t > n:
+        log.info("%s: using the first %d frames of the input (it has more)", mode, n)
         return frames[:, :n]
-    return torch.cat([frames, frames[:, -1:].expand(-1, n - t, -1, -1)], dim=1)
+    if t < n:
+        log.info("%s: the input has %d frame(s); its last frame is repeated to make %d", mode, t, n)
+        return torch.cat([frames, frames[:, -1:].expand(-1, n - t, -1, -1)], dim=1)
+    return frames
 
 
 def frame_masks(req) -> np.ndarray:

@@ -20,7 +20,7 @@ import logging
 
 import torch
 
-from vdrt.pipeline import conditioning, native
+from vdrt.pipeline import conditioning, memory, native
 from vdrt.pipeline import recipe as recipe_mod
 from vdrt.pipeline.adapters import LoraLoaderMixin
 from vdrt.pipeline.call import request_from_call
@@ -67,10 +67,16 @@ class Pipeline(LoraLoaderMixin):
         with). `recipe`: a few-step recipe name (vdrt.samplers.recipes), "none", or None for the one the model's
         own config or card names. Both are checked before any weight loads.
         """
+        from vdrt.loader import check_dtype
+
+        dtype, torch_dtype = (None if d is None else check_dtype(d, n) for d, n in ((dtype, "dtype"),
+                                                                                (torch_dtype, "torch_dtype")))
         if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
             from vdrt.errors import ConfigError
 
             raise ConfigError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
+        _check_switches(cuda_graphs=cuda_graphs, trust_pickle=trust_pickle)
+        device_and_dtype(device, dtype or torch_dtype)  # checked before the model is described or loaded
         recipe_mod.choose(recipe, describe(source))
         return cls(resolve(source, dtype=dtype or torch_dtype, device=device, cuda_graphs=cuda_graphs,
                            trust_pickle=trust_pickle, lora=lora), recipe=recipe)
@@ -120,6 +126,8 @@ class Pipeline(LoraLoaderMixin):
         recipe_mod.check_request(self.recipe, req, self.info)
         req = conditioning.fit_request(req, self.config, self.name).resolved(self.defaults, self.codec.geometry,
                                                                              self.name)
+        memory.check(req, memory.plan_loaded(self))  # the model's limits and the memory, before any step
+        _check_tensors(req, self.config)
         videos = [self.generate_one(req, p, k, call) for p in req.prompts for k in range(req.num_videos)]
         return package(videos, req, call, self.codec)
 
@@ -185,6 +193,32 @@ class Pipeline(LoraLoaderMixin):
         bar = {"desc": "denoise", **self._progress, **({} if call is None or call.progress else {"disable": True})}
         return sample(run.model, x, run.sampler, req.num_steps, start=run.start, hooks=self.hooks,
                       on_step_end=_chain(paste, user), progress=bar)
+
+
+def _check_tensors(req: GenerateRequest, config) -> None:
+    """The request's tensors: real, floating, finite; image embeddings only for a model that takes them."""
+    from vdrt.errors import ConfigError
+
+    if req.image_embeds is not None and getattr(config, "image_dim", None) is None:
+        raise ConfigError("image_embeds= is used only by models with an image encoder (Wan I2V); this model takes "
+                          "none: drop it")
+    for name in ("latents", "prompt_embeds", "negative_prompt_embeds", "image_embeds"):
+        v = getattr(req, name)
+        if v is None:
+            continue
+        t = torch.as_tensor(v)
+        if t.is_complex() or not t.is_floating_point():
+            raise ConfigError(f"{name} has dtype {t.dtype}; it takes real floating point (float32 / bfloat16)")
+        if not torch.isfinite(t).all():
+            raise ConfigError(f"{name} holds NaN or Inf; pass finite values")
+
+
+def _check_switches(**switches) -> None:
+    from vdrt.errors import InputTypeError
+
+    for name, v in switches.items():
+        if not isinstance(v, bool):
+            raise InputTypeError(f"{name}={v!r} must be True or False")
 
 
 def _noise(req: GenerateRequest, run: _Run) -> torch.Tensor:

@@ -98,9 +98,13 @@ def precision_name(name: str | None, flag: str = "--precision", device=None) -> 
 
 
 def device_and_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
-    """The device (CUDA when present) and its default dtype (bf16 on CUDA, fp32 on the CPU)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return device, dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    """The device (CUDA when present) and its default dtype (bf16 on CUDA, fp32 on the CPU); both checked
+    (`vdrt.loader.check_device` / `check_dtype`: a dtype's name is taken too)."""
+    from vdrt.loader import check_device, check_dtype
+
+    device = check_device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    return device, check_dtype(dtype) if dtype is not None else \
+        (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
 
 # ---------------------------------------------------------------- describe (no weights)
@@ -110,6 +114,11 @@ def describe(source) -> ModelInfo:
     """The kind, config and defaults of `source`, reading JSON only."""
     from vdrt import embedded, models
 
+    if not isinstance(source, (str, Path)) and not hasattr(source, "__fspath__"):
+        from vdrt.errors import InputTypeError
+
+        raise InputTypeError(f"source={source!r} must be a preset or embedded model name, or a model or engine "
+                             f"directory path, not a {type(source).__name__}")
     path = Path(str(source)).expanduser()
     if path.is_dir() and (path / "manifest.json").is_file():
         return _describe_engine(path)

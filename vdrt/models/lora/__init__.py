@@ -174,12 +174,13 @@ def parse_lora_flag(text: str) -> tuple[str, float]:
     if not sep or not head:
         return text, 1.0
     try:
-        return head, check_scale(float(tail), f"--lora {text}: the scale")
+        scale = float(tail)
     except ValueError:
         if head.lower().endswith(LORA_SUFFIXES):
             raise ConfigError(f"--lora {text}: the scale {tail!r} is not a number; use PATH[:SCALE], "
                               "e.g. style.safetensors:0.8") from None
         return text, 1.0
+    return head, check_scale(scale, f"--lora {text}: the scale")  # (a ConfigError is a ValueError: outside the try)
 
 
 def check_lora_arg(lora, trust_pickle: bool | None = None) -> list[tuple[str, float]]:
@@ -190,6 +191,11 @@ def check_lora_arg(lora, trust_pickle: bool | None = None) -> list[tuple[str, fl
         return []
     if isinstance(lora, (str, Path)) or (isinstance(lora, tuple) and len(lora) == 2 and _is_scale(lora[1])):
         lora = [lora]
+    if not isinstance(lora, (list, tuple)):
+        from vdrt.errors import InputTypeError
+
+        raise InputTypeError(f"lora={lora!r} must be a path, a (path, scale) pair or a list of them, not a "
+                             f"{type(lora).__name__}")
     specs = []
     for item in lora:
         path, scale = (item, 1.0) if isinstance(item, (str, Path)) else _pair(item)
