@@ -146,6 +146,29 @@ def test_a_bad_recipe_key_is_refused(tmp_path, distilled_dir):
         sources.describe(tmp_path)
 
 
+def test_the_recipe_the_transformers_own_config_names_is_used(tmp_path, distilled_dir):
+    """A distilled transformer folder alone (no model_index.json): its config.json's "recipe" is used, and vdrt's
+    diffusers config check takes the key (it is not architecture)."""
+    import shutil
+
+    shutil.copytree(distilled_dir / "transformer", tmp_path / "t")
+    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    (tmp_path / "t" / "config.json").write_text(json.dumps({**cfg, "recipe": "wan-4step-distill"}))
+    assert sources.describe(tmp_path / "t").defaults.recipe == "wan-4step-distill"
+    assert vdrt.Pipeline.from_pretrained(tmp_path / "t", device="cpu").recipe.name == "wan-4step-distill"
+
+
+def test_two_configs_naming_different_recipes_are_refused(tmp_path, distilled_dir):
+    import shutil
+
+    shutil.copytree(distilled_dir, tmp_path / "p")
+    cfg = json.loads((tmp_path / "p" / "transformer" / "config.json").read_text())
+    (tmp_path / "p" / "transformer" / "config.json").write_text(json.dumps({**cfg, "recipe": "wan-4step-distill"}))
+    with pytest.raises(ConfigError, match=r"name different few-step recipes \(model_index.json: fastwan-3step, "
+                                          r"config.json: wan-4step-distill\); keep one"):
+        sources.describe(tmp_path / "p")
+
+
 def test_a_card_names_its_recipe_in_its_defaults(tmp_path, monkeypatch):
     card = json.loads((sources.Path(vdrt.__file__).parent / "weights" / "vdrt-tiny.json").read_text())
     card["defaults"]["recipe"] = "wan-4step-distill"

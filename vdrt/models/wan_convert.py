@@ -23,6 +23,7 @@ _KNOWN_KEYS = {
     "patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "text_dim",
     "freq_dim", "ffn_dim", "num_layers", "cross_attn_norm", "qk_norm", "eps", "image_dim",
     "added_kv_proj_dim", "rope_max_seq_len", "pos_embed_seq_len",
+    "recipe",  # not architecture: the few-step recipe a distilled checkpoint names (vdrt.pipeline.sources)
 }
 
 

@@ -124,11 +124,9 @@ def describe(source) -> ModelInfo:
         return _describe_engine(path)
     if path.is_dir():
         cfg = _checkpoint_config(path)
-        if not (path / "model_index.json").is_file():
-            return ModelInfo("checkpoint", str(path), cfg, defaults_for(cfg))
-        index = path / "model_index.json"  # a diffusers pipeline: its own few-step recipe, if it names one
-        recipe = _named_recipe(_json(index), index)
-        return ModelInfo("diffusers", str(path), cfg, defaults_for(cfg).replace(recipe=recipe))
+        recipe = _checkpoint_recipe(path)
+        kind = "diffusers" if (path / "model_index.json").is_file() else "checkpoint"
+        return ModelInfo(kind, str(path), cfg, defaults_for(cfg).replace(recipe=recipe))
     if str(source) in embedded.names():
         from vdrt.pipeline.native import check_layout
 
@@ -178,6 +176,18 @@ def _json(path: Path) -> dict:
     from vdrt import loader
 
     return loader.read_json(path)
+
+
+def _checkpoint_recipe(path: Path) -> str | None:
+    """The few-step recipe a checkpoint names: in a diffusers pipeline's model_index.json or in the model's own
+    config.json (transformer/config.json); two different names are refused."""
+    files = [path / "model_index.json", path / "transformer" / "config.json", path / "config.json"]
+    named = {f: _named_recipe(_json(f), f) for f in files if f.is_file()}
+    names = {n for n in named.values() if n}
+    if len(names) > 1:
+        raise ConfigError(f"{path}: its configs name different few-step recipes "
+                          f"({', '.join(f'{f.name}: {n}' for f, n in named.items() if n)}); keep one")
+    return names.pop() if names else None
 
 
 def _checkpoint_config(path: Path):
