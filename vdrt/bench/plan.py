@@ -170,9 +170,10 @@ def _ints(value, flag: str) -> tuple:
     if value is None:
         return (None,)
     try:
-        return tuple(_positive(int(v), flag) for v in str(value).split(",") if v.strip())
+        numbers = [int(v) for v in str(value).split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{flag} {value!r}: give a whole number or a comma list, e.g. 17,33") from None
+    return tuple(_positive(n, flag) for n in numbers)  # its ConfigError is a ValueError too: outside the try
 
 
 # ---------------------------------------------------------------- output paths
