@@ -1,0 +1,44 @@
+"""benchmarks/fp8_producers.py and benchmarks/device/fp8_producers.sh at the CPU smoke size (TINY=1)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "device" / "fp8_producers.sh"
+pytestmark = pytest.mark.skipif(not SCRIPT.is_file() or shutil.which("bash") is None, reason="needs bash and benchmarks/")
+
+
+def _run(out: Path, *stages) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(out), "TINY": "1", "OMP_NUM_THREADS": "1", "VDRT_COMMIT": "abc123",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", str(SCRIPT), *stages], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_shapes_and_step_rows_at_tiny_size(tmp_path):
+    r = _run(tmp_path, "shapes", "step")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = json.loads((tmp_path / "fp8_producers_shapes.json").read_text())
+    rows += json.loads((tmp_path / "fp8_producers_step.json").read_text())
+    assert all(row["commit"] == "abc123" and row["date"] and row["device"] == "cpu" for row in rows)
+    chains = [row for row in rows if " gemm " not in row["case"] and "step" not in row["case"]]
+    for kind in ("qkv", "ffn_in", "ffn_out"):
+        impls = {row["impl"] for row in chains if f" {kind} " in row["case"]}
+        assert impls == {"bf16", "fp8-separate", "fp8-producer"}, kind
+    for row in chains + [row for row in rows if "step" in row["case"]]:
+        assert row["error"] is None and row["ok"] is True and row["ms"] > 0, row
+    fp8 = [row for row in chains if row["impl"] != "bf16"]
+    assert all(0.005 < row["rel_err"] < 0.06 for row in fp8)  # lossy by the e4m3 codes only, never exact
+    assert {row["impl"] for row in rows if "step" in row["case"]} == {"bf16", "fp8-separate", "fp8-producer"}
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    r = _run(tmp_path, "bogus")
+    assert r.returncode == 2 and "unknown stage bogus" in r.stdout
