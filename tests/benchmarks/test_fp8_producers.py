@@ -42,3 +42,18 @@ def test_shapes_and_step_rows_at_tiny_size(tmp_path):
 def test_unknown_stage_is_refused(tmp_path):
     r = _run(tmp_path, "bogus")
     assert r.returncode == 2 and "unknown stage bogus" in r.stdout
+
+
+def test_bytes_saved_per_block_wan_1_3b():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fp8_producers
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    m, d, f = 32760, 1536, 8960
+    saved = fp8_producers.bytes_saved_per_block(m, d, f)
+    assert saved["block"] == 14 * m * d + 4 * m * f + 8 * m  # 10md+8m (qkv) + 4md (ffn_in) + 4mf (ffn_out)
+    from vdrt.kernels import gelu_quant
+
+    moved = gelu_quant.bytes_moved(m, f)
+    assert saved["ffn_out"] == moved["separate"] - moved["fused"]
