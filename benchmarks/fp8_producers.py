@@ -16,7 +16,8 @@ quantizes its bf16 input in its own pass), fp8-producer ("vdrt-fp8" fed a Quanti
 target is speedup_linear >= 1.6 at every shape. `gemm` rows time the GEMM alone on ready inputs.
 Correctness at the same shapes: rel_err = |y - ref| / |ref - bias| against an fp32 reference of the
 chain from the same bf16 inputs and weights (float64 on the CPU), checked against a bound (`ok`).
---step PRESET adds one denoiser step (480p x 81f, random weights) with each option (torch/kernels auto).
+--step PRESET adds one denoiser step (480p x 81f, random weights) with each option (torch/kernels auto);
+--card CARD one forward of a trained embedded model in fp32 and bf16 per option (rel_err vs fp32, torch ops).
 Rows: bench "fp8_producers", case, impl, ms, tflops, speedups, rel_err, ok, device, commit, date, torch.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,7 @@ class Result(Row):
     speedup_linear: float | None = None
     target: float | None = None
     rel_err: float | None = None
+    rel_diff_vs_separate: float | None = None
     ok: bool | None = None
     error: str | None = None
 
@@ -56,6 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--tokens", type=int, default=32760)
     p.add_argument("--step", action="append", default=[], help="a Wan preset to time one step of (repeatable)")
     p.add_argument("--no-chains", action="store_true")
+    p.add_argument("--card", default=None, help="a trained embedded model's card: one forward per option (CPU)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke size: tiny shapes, 64 tokens, wan-tiny step")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -245,6 +249,37 @@ def step_rows(preset: str, base: dict) -> list[Result]:
     return rows
 
 
+def card_rows(card_path: str, base: dict) -> list[Result]:
+    """One denoiser call of a trained embedded model (a card) in fp32 and in bf16, with each option:
+    rel_err against the fp32 model with torch ops (2 clips, t = 500 and 900, t2v)."""
+    from vdrt import ops
+    from vdrt.export.tiny.quality.cards import load_card_models, read_card
+    from vdrt.export.tiny.quality.generate import build_cond, call_denoiser
+
+    den, text = load_card_models(read_card(card_path))
+    torch.manual_seed(0)
+    x, t = torch.randn(2, 3, 17, 64, 64), torch.tensor([500.0, 900.0])
+    ctx = text(["a red circle bouncing", "a blue square falling"])
+    cond = build_cond(den.config.cond_channels, "t2v", None, None, 2, (17, 64, 64))
+    rows, ref, sep = [], None, None
+    for dtype in (torch.float32, torch.bfloat16):
+        den = den.to(dtype).eval()
+        for option, choice in (("bf16" if dtype == torch.bfloat16 else "fp32", "torch"),
+                               ("fp8-separate", "vdrt-fp8-separate"), ("fp8-producer", "vdrt-fp8")):
+            with torch.no_grad(), ops.use(**{**dict.fromkeys(ops.OPS, "torch"), "linear": choice}):
+                out = call_denoiser(den, x.to(dtype), t, ctx.to(dtype), cond.to(dtype)).float()
+            ref = out if ref is None else ref
+            sep = out if option == "fp8-separate" else sep
+            rows.append(Result("fp8_producers", f"{Path(card_path).stem} forward {str(dtype)[6:]} t2v 2x17x64x64",
+                               option, None, **base, rel_err=_rel(out, ref), ok=bool(torch.isfinite(out).all()),
+                               rel_diff_vs_separate=_rel(out, sep) if option == "fp8-producer" else None))
+    return rows
+
+
+def _rel(a, b) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -262,6 +297,8 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
     for preset in args.step:
         rows += step_rows(preset, base)
+    if args.card:
+        rows += card_rows(args.card, base)
     write_rows(rows, args.out)
     bad = [r for r in rows if r.error or r.ok is False]
     for r in bad:

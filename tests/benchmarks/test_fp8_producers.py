@@ -57,3 +57,24 @@ def test_bytes_saved_per_block_wan_1_3b():
 
     moved = gelu_quant.bytes_moved(m, f)
     assert saved["ffn_out"] == moved["separate"] - moved["fused"]
+
+
+@pytest.mark.slow
+def test_card_forward_rows(tmp_path):
+    """--card on a freshly trained tiny teacher: fp32 producer-fed == separate; bf16 within 0.06 of it."""
+    from vdrt.export.tiny import train
+
+    argv = ["--arch", "wan", "--out", str(tmp_path), "--steps", "2", "--tokens", "300", "--warmup", "1",
+            "--device", "cpu", "--config", '{"dim": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64}',
+            "--text-config", '{"dim": 32, "layers": 1, "heads": 2}']
+    assert train.main(argv) == 0
+    card = tmp_path / "vdrt-tiny-wan-teacher.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VDRT_COMMIT": "abc123"}
+    out = tmp_path / "rows.json"
+    r = subprocess.run([sys.executable, "fp8_producers.py", "--no-chains", "--card", str(card), "--out", str(out)],
+                       cwd=ROOT / "benchmarks", env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = {(row["case"].split()[2], row["impl"]): row for row in json.loads(out.read_text())}
+    assert rows[("float32", "fp8-producer")]["rel_diff_vs_separate"] == 0
+    assert 0 < rows[("bfloat16", "fp8-producer")]["rel_diff_vs_separate"] < 0.06
+    assert all(row["ok"] and 0.001 < row["rel_err"] < 0.1 for (_, impl), row in rows.items() if "fp8" in impl)
