@@ -20,8 +20,14 @@ Cost model:
   linear:     2*M*N*K FLOPs on 8-bit tensor cores (fp8 GEMM ceiling 1263 TFLOP/s measured),
               plus the quantize pass over x and, for int8, the epilogue (M*N*(4 + 2) bytes).
 
-Registry implementations of op "linear" ("vdrt-fp8", "vdrt-int8") take bf16 weights and
-quantize each on first use into a cache (see `_WeightCache`); they are opt-in (forced choice).
+Producer-fed fp8 (`fp8_linear_prequant`): x arrives as e4m3 codes + per-token fp32 scales written by
+the kernel that produced it (kernels/adaln.py's fp8 output, kernels/gelu_quant.py), wrapped in a
+`vdrt.ops.QuantizedActivation`; only the GEMM runs. On the CPU the op multiplies the same codes in fp32.
+
+Registry implementations of op "linear" ("vdrt-fp8", "vdrt-fp8-separate", "vdrt-int8") take bf16 weights
+and quantize each on first use into a cache (see `_WeightCache`); they are opt-in (forced choice).
+"vdrt-fp8" takes producer-fed activations where the model has them (vdrt/models/fp8.py);
+"vdrt-fp8-separate" is the same linear with every activation quantized in its own pass (the baseline).
 For torch.export / AOTI, quantize weights ahead with `quantize_linear_weight` and call
 `torch.ops.vdrt.fp8_linear` / `int8_linear` directly: the cache is eager-only.
 """
@@ -38,6 +44,7 @@ from torch.library import triton_op
 
 from vdrt.kernels._common import cast_out, to_e4m3, traceable
 from vdrt.kernels._common import interpreting as _interpreting
+from vdrt.ops import QuantizedActivation
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +398,53 @@ def _fp8_linear_fake(x, weight_fp8, w_scale, bias=None):
     return x.new_empty((*x.shape[:-1], weight_fp8.shape[0]), dtype=torch.bfloat16)
 
 
+def check_prequant(codes, scale, weight_fp8, w_scale) -> None:
+    """Refuse, in one line, inputs fp8_linear_prequant cannot take (before any work)."""
+    from vdrt.errors import ConfigError
+
+    problem = None
+    if codes.dtype != torch.float8_e4m3fn or weight_fp8.dtype != torch.float8_e4m3fn:
+        problem = f"codes and weight must be float8_e4m3fn, got {codes.dtype} and {weight_fp8.dtype}"
+    elif scale.dtype != torch.float32 or w_scale.dtype != torch.float32:
+        problem = f"scales must be float32, got {scale.dtype} and {w_scale.dtype}"
+    elif codes.dim() < 1 or scale.shape != (*codes.shape[:-1], 1):
+        problem = f"scale {tuple(scale.shape)} must be codes' shape with a last dim of 1 (codes {tuple(codes.shape)})"
+    elif weight_fp8.dim() != 2 or weight_fp8.shape[1] != codes.shape[-1] or w_scale.numel() != weight_fp8.shape[0]:
+        problem = (f"weight {tuple(weight_fp8.shape)} (N, K) with w_scale of N elements must match codes' "
+                   f"K={codes.shape[-1]}; got w_scale {tuple(w_scale.shape)}")
+    if problem:
+        raise ConfigError(f"fp8_linear_prequant: {problem}; quantize with vdrt.kernels.quant.quantize_rows / "
+                          "quantize_linear_weight")
+
+
+def prequant_linear_fwd(codes, scale, weight_fp8, w_scale, bias, out_dtype):
+    """(..., K) e4m3 * scale (..., 1) @ ((N, K) e4m3 * w_scale (N)).T + bias -> (..., N) out_dtype.
+
+    CUDA: `_scaled_mm` (bf16 out, cast if out_dtype differs); CPU: the products of the same codes in fp32."""
+    check_prequant(codes, scale, weight_fp8, w_scale)
+    k, n = codes.shape[-1], weight_fp8.shape[0]
+    xq, xs = codes.reshape(-1, k), scale.reshape(-1, 1)
+    if codes.is_cuda:
+        out = scaled_mm_rowwise(xq, xs, weight_fp8, w_scale.reshape(1, n), bias, True).to(out_dtype)
+    else:
+        w = weight_fp8.float() * w_scale.reshape(n, 1)
+        out = torch.nn.functional.linear(xq.float() * xs, w, None if bias is None else bias.float()).to(out_dtype)
+    return out.reshape(*codes.shape[:-1], n)
+
+
+@torch.library.custom_op("vdrt::fp8_linear_prequant", mutates_args=())
+def fp8_linear_prequant(codes: torch.Tensor, scale: torch.Tensor, weight_fp8: torch.Tensor, w_scale: torch.Tensor,
+                        bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """vdrt::fp8_linear_prequant: (..., K) e4m3, (..., 1) fp32, (N, K) e4m3, (N,) fp32, bias (N,) -> (..., N)."""
+    return prequant_linear_fwd(codes, scale, weight_fp8, w_scale, bias, out_dtype)
+
+
+@fp8_linear_prequant.register_fake
+def _prequant_fake(codes, scale, weight_fp8, w_scale, bias, out_dtype):
+    check_prequant(codes, scale, weight_fp8, w_scale)
+    return codes.new_empty((*codes.shape[:-1], weight_fp8.shape[0]), dtype=out_dtype)
+
+
 @triton_op("vdrt::int8_linear", mutates_args=())
 def int8_linear(x: torch.Tensor, weight_int8: torch.Tensor, w_scale: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -450,14 +504,18 @@ WEIGHT_CACHE = _WeightCache()
 
 
 def linear_fp8(x, weight, bias=None):
-    """Op "linear" as "vdrt-fp8": quantizes `weight` once (cached), then fp8_linear."""
+    """Op "linear" as "vdrt-fp8": quantizes `weight` once (cached), then fp8_linear (or, for a
+    QuantizedActivation, fp8_linear_prequant on its codes)."""
     qw, sc = WEIGHT_CACHE.get(weight, "fp8")
+    if isinstance(x, QuantizedActivation):
+        return torch.ops.vdrt.fp8_linear_prequant(x.codes, x.scale, qw, sc.reshape(-1), bias, x.dtype)
     return torch.ops.vdrt.fp8_linear(x, qw, sc, bias)
 
 
 def linear_int8(x, weight, bias=None):
     """Op "linear" as "vdrt-int8": quantizes `weight` once (cached), then int8_linear."""
     qw, sc = WEIGHT_CACHE.get(weight, "int8")
+    x = x.dequantize() if isinstance(x, QuantizedActivation) else x
     return torch.ops.vdrt.int8_linear(x, qw, sc, bias)
 
 
@@ -466,6 +524,11 @@ def emulate_linear(kind: str):
     output channel, `reference_quantize`), the products of the dequantized codes in fp32, the bias, x's dtype.
     The kernels' bf16 inputs and outputs are not rounded here: their error is far below the 8-bit codes'."""
     def linear(x, weight, bias=None):
+        if isinstance(x, QuantizedActivation):
+            if kind == "fp8":  # producer-fed: the same codes, multiplied in fp32 by the op's CPU path
+                wq, ws = reference_quantize(weight, "fp8")
+                return torch.ops.vdrt.fp8_linear_prequant(x.codes, x.scale, wq, ws.reshape(-1), bias, x.dtype)
+            x = x.dequantize()
         xq, xs = reference_quantize(x.reshape(-1, x.shape[-1]), kind)  # (M, K), (M, 1)
         wq, ws = reference_quantize(weight, kind)  # (N, K), (N, 1)
         out = torch.nn.functional.linear(reference_dequantize(xq, xs), reference_dequantize(wq, ws),
@@ -477,6 +540,8 @@ def emulate_linear(kind: str):
 def _linear_ok(name: str, x, weight, bias, multiple: int) -> bool:
     from vdrt import ops
 
+    if isinstance(x, QuantizedActivation):
+        x = x.codes
     if ops.get_choice("linear") != name or torch.compiler.is_compiling():
         return False
     if not (x.is_cuda and weight.is_cuda) or weight.dim() != 2 or x.shape[-1] != weight.shape[1]:
@@ -485,11 +550,17 @@ def _linear_ok(name: str, x, weight, bias, multiple: int) -> bool:
     return k % multiple == 0 and n % multiple == 0 and x.numel() > 0 and (bias is None or bias.dim() == 1)
 
 
-def supports_fp8(x, weight, bias=None) -> bool:
-    """Opt-in ("vdrt-fp8" forced), eager, CUDA sm89+, bf16 x and bias, K and N multiples of 16."""
-    if not _linear_ok("vdrt-fp8", x, weight, bias, 16) or x.dtype != torch.bfloat16:
+def supports_fp8(x, weight, bias=None, name: str = "vdrt-fp8") -> bool:
+    """Opt-in (`name` forced), eager, CUDA sm89+, bf16 x (or a bf16 QuantizedActivation) and bias, K and N
+    multiples of 16."""
+    if not _linear_ok(name, x, weight, bias, 16) or x.dtype != torch.bfloat16:
         return False
-    return (bias is None or bias.dtype == torch.bfloat16) and torch.cuda.get_device_capability(x.device) >= (8, 9)
+    dev = x.codes.device if isinstance(x, QuantizedActivation) else x.device
+    return (bias is None or bias.dtype == torch.bfloat16) and torch.cuda.get_device_capability(dev) >= (8, 9)
+
+
+def supports_fp8_separate(x, weight, bias=None) -> bool:
+    return supports_fp8(x, weight, bias, name="vdrt-fp8-separate")
 
 
 def supports_int8(x, weight, bias=None) -> bool:
@@ -502,4 +573,6 @@ def register_ops() -> None:
     from vdrt import ops
 
     ops.register("linear", "vdrt-int8", linear_int8, supports=supports_int8, emulate=emulate_linear("int8"))
+    ops.register("linear", "vdrt-fp8-separate", linear_fp8, supports=supports_fp8_separate,
+                 emulate=emulate_linear("fp8"))
     ops.register("linear", "vdrt-fp8", linear_fp8, supports=supports_fp8, emulate=emulate_linear("fp8"))

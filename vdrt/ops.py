@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -227,7 +227,29 @@ def temporal_attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) 
     return out.reshape(b, s, h, f, d).permute(0, 3, 1, 2, 4)
 
 
-def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+class QuantizedActivation(NamedTuple):
+    """A linear's input quantized by the kernel that produced it (adaLN, GELU): x ~ codes * scale.
+
+    codes (..., K) float8_e4m3fn, scale (..., 1) fp32 (one per token), dtype: the activation's own dtype,
+    which the linear's output takes. `ops.linear` accepts it in place of x: the fp8 implementations
+    multiply the codes as they are (no second quantization pass); any other dequantizes first."""
+
+    codes: torch.Tensor
+    scale: torch.Tensor
+    dtype: torch.dtype
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.codes.shape
+
+    def dequantize(self) -> torch.Tensor:
+        return (self.codes.float() * self.scale).to(self.dtype)
+
+
+def linear_torch(x, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., K) or a QuantizedActivation, (N, K), (N,) -> (..., N)."""
+    if isinstance(x, QuantizedActivation):
+        x = x.dequantize()
     return F.linear(x, weight, bias)
 
 
@@ -324,6 +346,7 @@ def temporal_attention(q, k, v):
 
 
 def linear(x, weight, bias=None):
+    """(..., K) or a QuantizedActivation of (..., K), (N, K), (N,) | None -> (..., N)."""
     return _dispatch("linear", linear_torch, x, weight, bias)
 
 

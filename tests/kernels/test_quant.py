@@ -333,3 +333,106 @@ def test_rows_kernel_compiles_for_sm90(tmp_path):
         pytest.skip(run.stdout.strip())
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "6 variants compiled", run.stdout
+
+
+# ---------------------------------------------------------------- producer-fed fp8 (fp8_linear_prequant)
+
+
+def _heavy(m, k, seed):
+    """Activations with a few heavy channels (x30), as adaLN / GELU outputs have."""
+    x = _rand(m, k, seed=seed, scale=1.0, dtype=torch.float32)
+    x[:, torch.randperm(k, generator=torch.Generator().manual_seed(seed))[:3]] *= 30
+    return x
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
+def test_prequant_linear_is_the_product_of_the_same_codes(out_dtype):
+    """CPU path vs float64: fp32 accumulation (relative 1e-5 of the row) plus the output's own rounding."""
+    x, w, b = _heavy(37, 96, seed=70), _rand(40, 96, seed=71, scale=0.1, dtype=torch.float32), _rand(40, seed=72)
+    xq, xs = Q.quantize_rows(x, "fp8")  # the Triton kernel (interpreter), as a producer writes them
+    wq, ws = Q.quantize_linear_weight(w, "fp8")
+    y = torch.ops.vdrt.fp8_linear_prequant(xq, xs, wq, ws.reshape(-1), b, out_dtype)
+    assert y.shape == (37, 40) and y.dtype == out_dtype and torch.isfinite(y).all()
+    want = (xq.double() * xs.double()) @ (wq.double() * ws.double()).t() + b.double()
+    eps = torch.finfo(out_dtype).eps
+    row = (xq.double() * xs.double()).abs() @ (wq.double() * ws.double()).abs().t() + b.double().abs()
+    assert ((y.double() - want).abs() <= 1e-5 * row + eps * want.abs()).all()
+
+
+def test_prequant_equals_separate_quantization_on_the_same_codes():
+    """Same codes => same result: the emulated separate path and the producer-fed op agree exactly in fp32."""
+    x, w, b = _heavy(2 * 21, 64, seed=73).view(2, 21, 64), _rand(48, 64, seed=74, scale=0.1, dtype=torch.float32), \
+        _rand(48, seed=75, dtype=torch.float32)
+    xq, xs = Q.reference_quantize(x, "fp8")
+    qa = ops.QuantizedActivation(xq, xs, torch.float32)
+    separate = Q.emulate_linear("fp8")(x, w, b)
+    assert torch.equal(Q.emulate_linear("fp8")(qa, w, b), separate)
+    for name in ("vdrt-fp8", "vdrt-fp8-separate"):
+        with ops.use(linear=name):
+            assert torch.equal(ops.linear(qa, w, b), separate)
+    exact = F.linear(x.double(), w.double(), b.double())
+    rel = ((separate.double() - exact).norm() / (exact - b.double()).norm()).item()
+    assert 1e-4 < rel < 0.08  # the e4m3 codes' error (about 3.7% for this data), never zero
+
+
+def test_quantized_activation_through_other_linears_is_dequantized():
+    x, w, b = _heavy(20, 32, seed=76), _rand(16, 32, seed=77, scale=0.1, dtype=torch.float32), \
+        _rand(16, seed=78, dtype=torch.float32)
+    xq, xs = Q.reference_quantize(x, "fp8")
+    qa = ops.QuantizedActivation(xq, xs, torch.float32)
+    deq = xq.float() * xs
+    assert torch.equal(ops.linear(qa, w, b), F.linear(deq, w, b))  # "torch"/auto: x ~ codes * scale
+    with ops.use(linear="vdrt-int8"):
+        torch.testing.assert_close(ops.linear(qa, w, b), Q.emulate_linear("int8")(deq, w, b), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("codes-bf16", "float8_e4m3fn"),
+    ("scale-bf16", "float32"),
+    ("scale-shape", "last dim of 1"),
+    ("k-mismatch", "must match codes' K=32"),
+])
+def test_prequant_bad_input_refused_in_one_line(case, match):
+    from vdrt.errors import ConfigError
+
+    xq, xs = Q.reference_quantize(_heavy(6, 32, seed=79), "fp8")
+    wq, ws = Q.reference_quantize(_rand(16, 32, seed=80, dtype=torch.float32), "fp8")
+    args = {"codes-bf16": (xq.to(torch.bfloat16), xs, wq, ws), "scale-bf16": (xq, xs.bfloat16(), wq, ws),
+            "scale-shape": (xq, xs.reshape(-1), wq, ws), "k-mismatch": (xq, xs, wq[:, :16], ws)}[case]
+    with pytest.raises(ConfigError, match=match) as e:
+        torch.ops.vdrt.fp8_linear_prequant(*args[:3], args[3].reshape(-1), None, torch.float32)
+    assert "\n" not in str(e.value)
+
+
+def test_prequant_under_compile_and_export():
+    xq, xs = Q.reference_quantize(_heavy(3 * 5, 32, seed=81).view(3, 5, 32), "fp8")
+    wq, ws = Q.reference_quantize(_rand(16, 32, seed=82, scale=0.1, dtype=torch.float32), "fp8")
+    b = _rand(16, seed=83, dtype=torch.float32)
+
+    class M(torch.nn.Module):
+        def forward(self, codes, scale):
+            return torch.ops.vdrt.fp8_linear_prequant(codes, scale, wq, ws.reshape(-1), b, torch.float32)
+
+    want = M()(xq, xs)
+    assert want.shape == (3, 5, 16)
+    torch.testing.assert_close(torch.compile(M(), fullgraph=True, backend="aot_eager")(xq, xs), want, rtol=0, atol=0)
+    ep = torch.export.export(M(), (xq, xs))
+    assert any("fp8_linear_prequant" in str(n.target) for n in ep.graph.nodes)
+    torch.testing.assert_close(ep.module()(xq, xs), want, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("kn", SHAPES_KN + [(5120, 5120), (5120, 13824), (13824, 5120)], ids=lambda kn: f"{kn[0]}x{kn[1]}")
+def test_gpu_prequant_at_wan_shapes(kn):
+    _scaled_mm_runs("cuda")
+    k, n = kn
+    x, w, b = _rand(32760, k, device="cuda", seed=84, scale=1.0), _rand(n, k, device="cuda", seed=85, scale=0.02), \
+        _rand(n, device="cuda", seed=86)
+    xq, xs = Q.quantize_rows(x, "fp8")
+    wq, ws = Q.quantize_linear_weight(w, "fp8")
+    y = torch.ops.vdrt.fp8_linear_prequant(xq, xs, wq, ws.reshape(-1), b, torch.bfloat16)
+    separate = torch.ops.vdrt.fp8_linear(x, wq, ws, b)  # the same codes, quantized inside
+    assert torch.isfinite(y).all() and torch.equal(y, separate)
+    sim = _simulated_linear(x, w, b, "fp8")
+    assert ((y.double() - sim).norm() / (sim - b.double()).norm()).item() < 2e-2

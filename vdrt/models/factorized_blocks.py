@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdrt import ops
+from vdrt.models import fp8
 from vdrt.models.layers import Linear
+from vdrt.ops import QuantizedActivation
 
 FREQ_DIM = 256  # width of the sinusoidal timestep features (PixArt / Latte)
 
@@ -87,6 +89,10 @@ class ModulatedNorm(nn.Module):
         """(B, L, C), (B, 1, C), (B, 1, C) -> (B, L, C)."""
         return ops.adaln_modulate(x, shift, scale, self.eps, self.weight, self.bias)
 
+    def quantized(self, x, shift, scale) -> QuantizedActivation:
+        """The same, written as e4m3 codes + per-token scales (the producer-fed fp8 path)."""
+        return fp8.modulate(x, shift, scale, self.eps, self.weight, self.bias)
+
 
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int, act: str):
@@ -97,6 +103,11 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(activation(self.fc1(x), self.act))
+
+    def forward_quantized(self, x: QuantizedActivation) -> torch.Tensor:
+        """forward on a producer-fed input; a tanh GELU also quantizes fc2's input as it writes it."""
+        h = self.fc1(x)
+        return self.fc2(fp8.gelu(h) if self.act == "gelu_tanh" else activation(h, self.act))
 
 
 # ---------------------------------------------------------------- attention
@@ -176,11 +187,22 @@ class Block(nn.Module):
 
     def forward(self, x, t6, ctx, f: int):
         """(B, L, C), (B, 6, C), (B, T, C) -> (B, L, C)."""
+        if fp8.active(x):
+            return self._forward_fp8(x, t6, ctx, f)
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation[None] + t6).chunk(6, dim=1)
         x = x + gate1 * self.attn(self.norm1(x, shift1, scale1), f)
         if self.cross is not None:
             x = x + self.cross(x, ctx)
         return x + gate2 * self.ffn(self.norm2(x, shift2, scale2))
+
+    def _forward_fp8(self, x, t6, ctx, f: int):
+        """forward with producer-fed fp8 (vdrt/models/fp8.py): the adaLN writes the e4m3 input of to_q/k/v
+        and fc1 once; with a tanh GELU, GELU + quantize writes fc2's. The rest is forward's code."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation[None] + t6).chunk(6, dim=1)
+        x = x + gate1 * self.attn(self.norm1.quantized(x, shift1, scale1), f)
+        if self.cross is not None:
+            x = x + self.cross(x, ctx)
+        return x + gate2 * self.ffn.forward_quantized(self.norm2.quantized(x, shift2, scale2))
 
     def attn_input(self, x: torch.Tensor, t6: torch.Tensor) -> torch.Tensor:
         """(B, L, C), (B, 6, C) -> (B, L, C): the modulated input of the attention (step caching's probe)."""

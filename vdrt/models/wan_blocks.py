@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vdrt import ops
+from vdrt.models import fp8
 from vdrt.models.layers import LayerNorm, Linear, RMSNorm
 
 
@@ -143,11 +144,24 @@ class WanBlock(nn.Module):
     def forward(self, x, e0, context, image, cos, sin, grid, tiles=None) -> torch.Tensor:
         """(B, L, D), (B, 6, D), (B, T, D), (B, I, D) | None, (L, K/2) x2, (f, h, w) -> (B, L, D)."""
         mods = (self.modulation + e0.float()).chunk(6, dim=1)  # 6 x (B, 1, D), fp32
+        if fp8.active(x):
+            return self._forward_fp8(x, mods, context, image, cos, sin, grid, tiles)
         shift, scale, gate, c_shift, c_scale, c_gate = mods
         y = self.self_attn(ops.adaln_modulate(x, shift, scale, self.eps), cos, sin, grid, tiles)
         x = (x.float() + y * gate).to(x.dtype)
         x = x + self.cross_attn(self.norm3(x), context, image)
         y = self.ffn(ops.adaln_modulate(x, c_shift, c_scale, self.eps))
+        return (x.float() + y.float() * c_gate).to(x.dtype)
+
+    def _forward_fp8(self, x, mods, context, image, cos, sin, grid, tiles) -> torch.Tensor:
+        """forward with producer-fed fp8 (vdrt/models/fp8.py): the adaLN kernel writes q/k/v's and FFN-in's
+        e4m3 input once; GELU + quantize writes FFN-out's. The rest is forward's code."""
+        shift, scale, gate, c_shift, c_scale, c_gate = mods
+        y = self.self_attn(fp8.modulate(x, shift, scale, self.eps), cos, sin, grid, tiles)
+        x = (x.float() + y * gate).to(x.dtype)
+        x = x + self.cross_attn(self.norm3(x), context, image)
+        h = self.ffn[0](fp8.modulate(x, c_shift, c_scale, self.eps))  # (B, L, D) e4m3 -> (B, L, F)
+        y = self.ffn[2](fp8.gelu(h))  # (B, L, F) e4m3 -> (B, L, D)
         return (x.float() + y.float() * c_gate).to(x.dtype)
 
     def attn_input(self, x: torch.Tensor, e0: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdrt.errors import ConfigError
+from vdrt.ops import QuantizedActivation
 from vdrt.models.lora.formats import Diff, LoraWeights, LowRank
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ class LoraSlot(nn.Module):
             delattr(self, f"up_{key}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, QuantizedActivation):  # a producer-fed fp8 input (vdrt/models/fp8.py): x ~ codes * scale
+            x = x.dequantize()
         out = None
         for name, coef in self.coefs.items():
             key = _buffer_key(name)
