@@ -12,7 +12,8 @@ import logging
 
 log = logging.getLogger(__name__)
 
-KERNEL_MODULES = ("temporal_attention", "adaln", "rope", "attention", "attention_int8", "attention_sparse", "quant")
+KERNEL_MODULES = ("temporal_attention", "adaln", "rope", "attention", "attention_int8", "attention_sparse", "attention_fused",
+                  "quant")
 
 
 def _register_all() -> None:
