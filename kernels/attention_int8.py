@@ -52,14 +52,15 @@ def reference(q, k, v, scale: float | None = None, chunk: int = 4096) -> torch.T
     return _dense_reference(q, k, v, scale, chunk)
 
 
-def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8") -> torch.Tensor:
+def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8", centre=None) -> torch.Tensor:
     """The kernel's algorithm in float64 (no lazy rescaling): Q codes per token, K smoothed codes per
     block, online softmax over key blocks with P and V rounded as the kernel rounds them (e4m3 with
-    pv_fp8, else P in q's dtype). Tests compare the kernel with it tightly: -> (B, Lq, N, K) f64."""
+    pv_fp8, else P in q's dtype). Tests compare the kernel with it tightly: -> (B, Lq, N, K) f64. `centre`
+    (B, N, K): K's centre in place of its mean (the fused rope kernel's)."""
     d, lk = q.shape[-1], k.shape[1]
     sm = (d ** -0.5 if scale is None else scale) * LOG2E
     q8, qs = AQ.reference_rows(q, qk, sm)  # (B, L, N, K), (B, N, L)
-    k8, ks = AQ.reference_blocks(k, *AQ.uniform_blocks(lk, block_n, "cpu"), kind=qk)
+    k8, ks = AQ.reference_blocks(k, *AQ.uniform_blocks(lk, block_n, "cpu"), kind=qk, centre=centre)
     ks = ks.repeat_interleave(block_n, dim=-1)[..., :lk]
     s = torch.einsum("blhd,bmhd->bhlm", q8, k8) * qs[..., :, None] * ks[..., None, :]  # log2 units
     vd, vs = v.double(), None

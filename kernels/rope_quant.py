@@ -87,14 +87,20 @@ def _rope_quant_kernel(X, W, Pos, Centre, Starts, Lens, Xq, S, L, NB, H, GH, GW,
     if HAS_POS:
         raster = tl.load(Pos + rows, mask=ok, other=0).to(tl.int64)
     cos, sin = R._angles(tl.arange(0, D // 2)[None, :], raster[:, None], GH, GW, log2_theta, D // 2, NT, NH)
+    # NaN/Inf in a row make its sum of squares non-finite: its scale becomes NaN (the GPU's max ignores NaN,
+    # and an int8 code cannot hold one), so they reach the attention output instead of turning into codes
+    bad = tl.where(ok, ssq * 0.0, 0.0)  # (BLOCK,) 0, or NaN for a non-finite row
     for h in range(H):  # pass 2: per head, from L2
         y = _rotated(src + h * D, W + h * D, cols, ok, inv, cos, sin, X.dtype.element_ty, BLOCK, D, HAS_W, EMULATE)
         bh = b * H + h
+        poison = bad
         if HAS_CENTRE:
-            y = y - tl.load(Centre + bh * D + cols)[None, :]
+            c = tl.load(Centre + bh * D + cols)
+            y = y - c[None, :]
+            poison = bad + tl.sum(c * 0.0, 0)
         y = tl.where(ok[:, None], y, 0.0)
         _store_codes(y, Xq + (b * L + rows[:, None]) * (H * D) + h * D + cols[None, :], S, bh, rows, ok, blk, L, NB,
-                     extra_scale, PER_ROW)
+                     extra_scale, poison, PER_ROW)
 
 
 @triton.jit
@@ -110,15 +116,16 @@ def _rotated(src, w, cols, ok, inv, cos, sin, DTYPE: tl.constexpr, BLOCK: tl.con
 
 
 @triton.jit
-def _store_codes(y, dst, S, bh, rows, ok, blk, L, NB, extra_scale, PER_ROW: tl.constexpr):
+def _store_codes(y, dst, S, bh, rows, ok, blk, L, NB, extra_scale, poison, PER_ROW: tl.constexpr):
+    """Codes of y (BLOCK, D) and its scales; `poison` (BLOCK,) is 0, or NaN where a row was not finite."""
     if PER_ROW:
         scale = tl.maximum(tl.max(tl.abs(y), 1), 1e-8) / 127.0  # (BLOCK,)
         tl.store(dst, to_int8(y / scale[:, None]), mask=ok[:, None])
-        tl.store(S + bh * L + rows, scale * extra_scale, mask=ok)
+        tl.store(S + bh * L + rows, scale * extra_scale + poison, mask=ok)
     else:
         scale = tl.maximum(tl.max(tl.max(tl.abs(y), 1), 0), 1e-8) / 127.0
         tl.store(dst, to_int8(y / scale), mask=ok[:, None])
-        tl.store(S + bh * NB + blk, scale)
+        tl.store(S + bh * NB + blk, scale + tl.sum(poison, 0))
 
 
 # ---------------------------------------------------------------- launcher and op
@@ -176,7 +183,7 @@ def sample_index(seq: int, n: int, device) -> torch.Tensor:
 
 
 def centre_of(x, weight, num_heads: int, grid, kind: str = "sample", eps: float = 1e-6, pos=None, rope_fn=None,
-              samples: int = CENTRE_SAMPLES):
+              samples: int | None = None):
     """k's centre (B, N, K) fp32, or None for "none": the mean of rope(norm(k)) over the tokens `kind` names:
     "sample" `samples` tokens strided over the sequence, "first" the first `samples`, "exact" all of them.
     `rope_fn(x_sub, raster_sub) -> (B, S, N, K)` computes rope on a subset (default: the rope kernel)."""
@@ -184,7 +191,7 @@ def centre_of(x, weight, num_heads: int, grid, kind: str = "sample", eps: float 
         raise ValueError(f"k centre must be one of {CENTRES}, got {kind!r}")
     if kind == "none":
         return None
-    seq = x.shape[1]
+    seq, samples = x.shape[1], CENTRE_SAMPLES if samples is None else samples
     if kind == "sample":
         idx = sample_index(seq, samples, x.device)
     else:
