@@ -83,7 +83,7 @@ def emulate(xq, xk, v, wq, wk, eps, cos, sin, num_heads, grid, pos=None, plan=No
     q = ops.rope_qk_norm_torch(xq, wq, eps, cos, sin, num_heads, grid)
     k = ops.rope_qk_norm_torch(xk, wk, eps, cos, sin, num_heads, grid)
     idx = RQ.sample_index(k.shape[1], RQ.CENTRE_SAMPLES, k.device)
-    centre = k[:, idx].float().mean(1)  # (B, N, K): rope is per token, so this is rope of the sample's mean
+    centre = k[:, idx].double().mean(1)  # (B, N, K): rope is per token, so this is the kernel path's centre
     if plan is None or plan.dense:
         return A8.emulate(q, k, v, centre)
     return S.emulate(q, k, v, plan, True, centre)
