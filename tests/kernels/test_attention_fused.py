@@ -165,6 +165,19 @@ def test_nan_reaches_the_output_without_debug():
     assert torch.isnan(out).any()
 
 
+def test_codes_ops_write_every_output_element():
+    """Poisoned outputs (NaN) of the codes paths, dense and sparse with fp8 PV: no NaN survives."""
+    xq, xk, v, wq, wk = _inputs()
+    q8, qs, k8, ks = AF.quantize_qk(xq, xk, wq, wk, 1e-6, HEADS, GRID, k_block=A8.INTERPRET_BLOCKS[1])
+    out = A8.attention_int8_codes_fwd(q8, qs, k8, ks, v, out=torch.full_like(v, float("nan")))
+    assert torch.isfinite(out).all()
+    lay = sparse.TileLayout.for_grid(GRID, (2, 2, 4), block=16)
+    tables = S.device_tables(lay.plan((1, 1, 1)), "cpu")
+    q8, qs, k8, ks = AF.quantize_qk(xq, xk, wq, wk, 1e-6, HEADS, GRID, k_blocks=tables[:2], k_block=16)
+    out = S.sparse_codes_fwd(q8, qs, k8, ks, v, *tables, 16, pv_fp8=True, out=torch.full_like(v, float("nan")))
+    assert torch.isfinite(out).all()
+
+
 def test_codes_with_wrong_scales_are_refused():
     xq, xk, v, wq, wk = _inputs()
     q8, qs, k8, ks = AF.quantize_qk(xq, xk, wq, wk, 1e-6, HEADS, GRID, k_block=64)  # not the op's key block
