@@ -95,11 +95,13 @@ def _models(cfg, with_diffusers: bool):
     return ours, keep_fp32_modules(dm.to(torch.bfloat16)).eval().requires_grad_(False)
 
 
-LOSSY = [  # (row name, ops.use choices)
+LOSSY = [  # (row name, ops.use choices); 8-bit rows quantise q/k in the rope kernel unless marked unfused
     ("vdrt, 8-bit attention", dict(attention="vdrt-int8")),
+    ("vdrt, 8-bit attention, q/k quantised after rope (unfused)", dict(attention="vdrt-int8", rope_attention="torch")),
     ("vdrt, 8-bit attention + fp8 linears", dict(linear="vdrt-fp8", attention="vdrt-int8")),
     ("vdrt, sparse attention 25% (bf16)", dict(attention="vdrt-sparse")),
     ("vdrt, sparse 8-bit attention 25%", dict(attention="vdrt-sparse-int8")),
+    ("vdrt, sparse 8-bit attention 25%, unfused", dict(attention="vdrt-sparse-int8", rope_attention="torch")),
     ("vdrt, sparse 8-bit attention 25% + fp8 linears", dict(linear="vdrt-fp8", attention="vdrt-sparse-int8")),
 ]
 

@@ -13,7 +13,7 @@ import logging
 log = logging.getLogger(__name__)
 
 KERNEL_MODULES = ("temporal_attention", "adaln", "rope", "attention", "attention_int8", "attention_sparse", "quant",
-                  "gelu_quant")
+                  "gelu_quant", "attention_fused")
 
 
 def _register_all() -> None:

@@ -52,14 +52,15 @@ def reference(q, k, v, scale: float | None = None, chunk: int = 4096) -> torch.T
     return _dense_reference(q, k, v, scale, chunk)
 
 
-def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8") -> torch.Tensor:
+def reference_quantized(q, k, v, scale=None, block_n=64, pv_fp8=True, qk="int8", centre=None) -> torch.Tensor:
     """The kernel's algorithm in float64 (no lazy rescaling): Q codes per token, K smoothed codes per
     block, online softmax over key blocks with P and V rounded as the kernel rounds them (e4m3 with
-    pv_fp8, else P in q's dtype). Tests compare the kernel with it tightly: -> (B, Lq, N, K) f64."""
+    pv_fp8, else P in q's dtype). Tests compare the kernel with it tightly: -> (B, Lq, N, K) f64. `centre`
+    (B, N, K): K's centre in place of its mean (the fused rope kernel's)."""
     d, lk = q.shape[-1], k.shape[1]
     sm = (d ** -0.5 if scale is None else scale) * LOG2E
     q8, qs = AQ.reference_rows(q, qk, sm)  # (B, L, N, K), (B, N, L)
-    k8, ks = AQ.reference_blocks(k, *AQ.uniform_blocks(lk, block_n, "cpu"), kind=qk)
+    k8, ks = AQ.reference_blocks(k, *AQ.uniform_blocks(lk, block_n, "cpu"), kind=qk, centre=centre)
     ks = ks.repeat_interleave(block_n, dim=-1)[..., :lk]
     s = torch.einsum("blhd,bmhd->bhlm", q8, k8) * qs[..., :, None] * ks[..., None, :]  # log2 units
     vd, vs = v.double(), None
@@ -260,6 +261,27 @@ def attention_int8_fwd(q, k, v, scale: float | None = None, pv_fp8: bool | None 
     return launch(q8, qs, k8, ks, vv, vs, _out(out, q), var)
 
 
+def op_variant(device: torch.device) -> Variant8:
+    """The variant the ops launch: DEFAULT on the GPU, small blocks under the interpreter; fp8 PV where the
+    hardware has it. A fused producer cuts K's scale blocks to its `block_n`."""
+    var = Variant8(*INTERPRET_BLOCKS, 4, 1) if _interpreting() else DEFAULT
+    return replace(var, pv_fp8=default_pv_fp8(device))
+
+
+def attention_int8_codes_fwd(q8, qs, k8, ks, v, pv_fp8: bool | None = None, out=None) -> torch.Tensor:
+    """The kernel on codes a fused producer wrote (`vdrt.kernels.rope_quant`): q8 (B, Lq, N, K) int8 with
+    scales (B, N, Lq) (softmax scale * log2 e folded in), k8 (B, Lk, N, K) int8 centred, scales (B, N, NB)
+    per `op_variant(...).block_n` keys; v (B, Lk, N, K) bf16/fp16 is quantised here -> (B, Lq, N, K) in v's dtype."""
+    var = op_variant(v.device)
+    var = var if pv_fp8 is None else replace(var, pv_fp8=pv_fp8)
+    if ks.shape[-1] != triton.cdiv(k8.shape[1], var.block_n) or q8.dtype != torch.int8 or k8.dtype != torch.int8:
+        raise ValueError(f"int8 attention codes: k scales per {var.block_n} keys and int8 q/k expected; got "
+                         f"k {tuple(k8.shape)} scales {tuple(ks.shape)}, q {q8.dtype}, k {k8.dtype}")
+    vv, vs = AQ.quantize_v(v) if var.pv_fp8 else (v if v.stride(-1) == 1 else v.contiguous(), qs)
+    out = torch.empty(q8.shape, dtype=v.dtype, device=v.device) if out is None else out
+    return launch(q8, qs, k8, ks, vv, vs, out, var)
+
+
 def launch(q8, qs, k8, ks, vv, vs, out, var: Variant8) -> torch.Tensor:
     """The kernel alone, on quantized inputs (as `quantize_inputs` or a fused producer makes them)."""
     b, lq, h, d = q8.shape
@@ -293,19 +315,33 @@ def _attention_int8_fake(q, k, v, scale=None, pv_fp8=None):
     return q.new_empty(q.shape)
 
 
-def emulate(q, k, v) -> torch.Tensor:
+@triton_op("vdrt::attention_int8_codes", mutates_args=())
+def attention_int8_codes(q8: torch.Tensor, qs: torch.Tensor, k8: torch.Tensor, ks: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+    """vdrt::attention_int8_codes: pre-quantised q/k (see `attention_int8_codes_fwd`) -> (B, Lq, N, K)."""
+    return attention_int8_codes_fwd(q8, qs, k8, ks, v)
+
+
+@attention_int8_codes.register_fake
+def _attention_int8_codes_fake(q8, qs, k8, ks, v):
+    return v.new_empty((*q8.shape[:-1], v.shape[-1]))
+
+
+def emulate(q, k, v, centre=None) -> torch.Tensor:
     """The kernel's numerics in torch, fast enough for the quality oracle on a CPU: the same int8 codes
     of Q (per token, softmax scale folded) and smoothed K (per block), e4m3 V per channel and P scaled
     onto e4m3 (448 * exp2(s - m)), in float32 with one pass (the row max over all keys, where the
     kernel's online softmax uses the running max: P's rounding grid differs slightly). In q's dtype:
-    what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there."""
+    what a forced "vdrt-int8" computes on CPU tensors, so its quality can be measured there. `centre`
+    (B, N, K): K's centre in place of its exact mean (the fused rope kernel's, `rope_quant.centre_of`)."""
     if q.dtype not in (torch.bfloat16, torch.float16, torch.float32):
         from vdrt import ops
 
         return ops.attention_torch(q, k, v)
     d, lk = q.shape[-1], k.shape[1]
     q8, qs = AQ.reference_rows(q.float(), "int8", LOG2E * d ** -0.5)  # (B, L, N, K), (B, N, L)
-    k8, ks = AQ.reference_blocks(k.float(), *AQ.uniform_blocks(lk, DEFAULT.block_n, "cpu"), kind="int8")
+    k8, ks = AQ.reference_blocks(k.float(), *AQ.uniform_blocks(lk, DEFAULT.block_n, "cpu"), kind="int8",
+                                 centre=centre)
     ks = ks.repeat_interleave(DEFAULT.block_n, dim=-1)[..., :lk]  # (B, N, Lk)
     s = torch.einsum("blnk,bmnk->bnlm", q8.float(), k8.float()) * qs.float()[..., :, None] * ks.float()[..., None, :]
     p = torch.exp2(s - s.amax(-1, keepdim=True) + LOG2_FP8_MAX)

@@ -10,7 +10,9 @@ descriptor reads a head's (L, D) plane at row stride H*D bytes), scales fp32:
   are [start, start + len) rows: uniform BLOCK rows, or the 3D tiles of sparse attention.
   -> scales (B, N, NB).
 - `quantize_v`: V per channel to e4m3, vs[b, h, d] = amax_L |v| / 448, written transposed
-  (B, N, K, L_pad), L_pad a multiple of 16, so P V's operand is K-major as Hopper's fp8 wgmma wants.
+  (B, N, K, L_pad), L_pad a multiple of 16, so P V's operand is K-major as Hopper's fp8 wgmma wants;
+  or tile-padded for sparse attention (each 3D tile's tokens at a multiple of the tile size, zeros after:
+  TMA and aligned block loads of any tile's V^T).
 Codes are int8 (round half away from zero, +-127) or e4m3 (round to nearest even, +-448).
 
 Cost model: each kernel reads its input once (2 B/elt) and writes 1 B/elt plus the scales;
@@ -38,9 +40,13 @@ def reference_rows(x: torch.Tensor, kind: str = "int8", extra_scale: float = 1.0
     return _codes(xd / sc[..., None], kind), (sc * extra_scale).permute(0, 2, 1)
 
 
-def reference_blocks(x: torch.Tensor, starts, lens, kind: str = "int8", smooth: bool = True):
-    """float64 codes (B, L, N, K) and scales (B, N, NB) as `quantize_blocks` computes them."""
-    xd = x.double() - (x.double().mean(1, keepdim=True) if smooth else 0)
+def reference_blocks(x: torch.Tensor, starts, lens, kind: str = "int8", smooth: bool = True, centre=None):
+    """float64 codes (B, L, N, K) and scales (B, N, NB) as `quantize_blocks` computes them; `centre`
+    (B, N, K), when given, is subtracted instead of the mean (the fused rope kernel's k centre)."""
+    if centre is not None:
+        xd = x.double() - centre.double()[:, None]
+    else:
+        xd = x.double() - (x.double().mean(1, keepdim=True) if smooth else 0)
     codes, scales = torch.zeros_like(xd), []
     for s, n in zip(starts.tolist(), lens.tolist()):
         blk = xd[:, s : s + n]
@@ -110,19 +116,27 @@ def _blocks_kernel(X, Mean, Starts, Lens, Xq, S, H, NB, sxb, sxl, sxh, sqb, sql,
 
 
 @triton.jit
-def _v_kernel(V, VScale, Vt, H, L, L_pad, svb, svl, svh, D: tl.constexpr, BLOCK: tl.constexpr,
-              EMULATE: tl.constexpr):
-    """Grid (L_pad / BLOCK, B * H): v (B, L, N, K) -> vt (B, N, K, L_pad) e4m3 = v / scale_v."""
+def _v_kernel(V, VScale, Vt, Starts, Lens, H, L, L_pad, svb, svl, svh, D: tl.constexpr, BLOCK: tl.constexpr,
+              EMULATE: tl.constexpr, TILED: tl.constexpr):
+    """Grid (L_pad / BLOCK, B * H): v (B, L, N, K) -> vt (B, N, K, L_pad) e4m3 = v / scale_v. TILED: program
+    t copies tile t's rows [Starts[t], Starts[t] + Lens[t]) to columns [t * BLOCK, ...), zeros after them."""
     pid_l, pid_bh = tl.program_id(0), tl.program_id(1)
     b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
-    rows = pid_l * BLOCK + tl.arange(0, BLOCK)
+    r = tl.arange(0, BLOCK)
+    if TILED:
+        rows = tl.load(Starts + pid_l) + r
+        ok = r < tl.load(Lens + pid_l)
+    else:
+        rows = pid_l * BLOCK + r
+        ok = rows < L
+    dst = pid_l * BLOCK + r
     cols = tl.arange(0, D)
-    v = tl.load(V + b * svb + h * svh + rows[:, None] * svl + cols[None, :], mask=rows[:, None] < L,
+    v = tl.load(V + b * svb + h * svh + rows[:, None] * svl + cols[None, :], mask=ok[:, None],
                 other=0.0).to(tl.float32)
     vs = tl.load(VScale + pid_bh.to(tl.int64) * D + cols)
     base = Vt + pid_bh.to(tl.int64) * D * L_pad
-    tl.store(base + cols[None, :] * L_pad + rows[:, None], to_e4m3(v / vs[None, :], EMULATE),
-             mask=rows[:, None] < L_pad)
+    tl.store(base + cols[None, :] * L_pad + dst[:, None], to_e4m3(v / vs[None, :], EMULATE),
+             mask=dst[:, None] < L_pad)
 
 
 # ---------------------------------------------------------------- launchers
@@ -170,14 +184,18 @@ def quantize_blocks(x, starts, lens, block: int, kind: str = "int8", smooth: boo
     return xq, scale
 
 
-def quantize_v(v, block: int = 64):
-    """(B, L, N, K) -> e4m3 (B, N, K, L_pad) transposed (L_pad a multiple of 16), scales (B, N, K)."""
+def quantize_v(v, block: int = 64, starts=None, lens=None):
+    """(B, L, N, K) -> e4m3 (B, N, K, L_pad) transposed, scales (B, N, K). Plain: L_pad = L rounded up to 16.
+    Tile-padded (starts/lens of T tiles of <= `block` rows, sparse attention's): L_pad = T * block, tile t
+    at columns [t * block, t * block + lens[t]) and zeros after, so every tile's V^T starts aligned."""
     b, n, h, d = v.shape
-    n_pad = triton.cdiv(n, 16) * 16
+    tiled = starts is not None
+    n_pad = starts.numel() * block if tiled else triton.cdiv(n, 16) * 16
     lo, hi = torch.aminmax(v, dim=1)  # (B, N, K) each, no fp32 copy of v
     vscale = (torch.maximum(hi.float(), -lo.float()).clamp_min(EPS) / FP8_MAX).contiguous()
     vt = torch.empty((b, h, d, n_pad), dtype=torch.float8_e4m3fn, device=v.device)
+    tables = (starts, lens) if tiled else (vscale, vscale)
     traceable(_v_kernel, v)[(triton.cdiv(n_pad, block), b * h)](
-        v, vscale, vt, h, n, n_pad, *v.stride()[:3], D=d, BLOCK=block, EMULATE=interpreting(),
-        num_warps=_warps(block, d))
+        v, vscale, vt, *tables, h, n, n_pad, *v.stride()[:3], D=d, BLOCK=block, EMULATE=interpreting(),
+        TILED=tiled, num_warps=_warps(block, d))
     return vt, vscale

@@ -19,7 +19,7 @@ At 25% density the ideal is 4x less time than dense attention over the same toke
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -46,7 +46,8 @@ def _visit(acc, l_i, m_i, q, q_scale, kt, row, kd, vd, K, V, KS_row, Lens, base_
     if EIGHT:
         k = _load_k8(kd, K, base_k, row, L, stride_kl, HEAD_DIM, BLOCK, TMA)
         s = _scores8(q, k, q_scale * tl.load(KS_row + kt), QK_FP8, INTERP)
-        v = _load_v8(vd, V, base_v, row, stride_vl, HEAD_DIM, BLOCK, TMA and not PV_FP8, PV_FP8, L_PAD)
+        # e4m3 V^T is tile-padded (`quantize_v` with the tiles): tile kt's columns start at kt * BLOCK
+        v = _load_v8(vd, V, base_v, kt * BLOCK if PV_FP8 else row, stride_vl, HEAD_DIM, BLOCK, TMA, PV_FP8, L_PAD)
     else:
         k, v = _load_kv(kd, vd, row, L, stride_kl, stride_vl, HEAD_DIM, BLOCK, TMA, True)
         s = _scores(q, k, qk_scale, INTERP)
@@ -62,7 +63,8 @@ def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, LutRows, Counts, H, L
                 HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, EIGHT: tl.constexpr, QK_FP8: tl.constexpr,
                 PV_FP8: tl.constexpr, TMA: tl.constexpr, WS: tl.constexpr, LAZY: tl.constexpr,
                 INTERP: tl.constexpr, PER_HEAD: tl.constexpr):
-    """Grid (T, B * H). Q/K are 8-bit codes when EIGHT (V: vt (B, N, K, L_PAD) e4m3 when PV_FP8)."""
+    """Grid (T, B * H). Q/K are 8-bit codes when EIGHT (V: vt (B, N, K, L_PAD = T * BLOCK) e4m3 when PV_FP8,
+    tile-padded: tile t's tokens at columns [t * BLOCK, t * BLOCK + lens[t]), zeros after)."""
     t = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
     b, h = pid_bh // H, pid_bh % H
@@ -76,9 +78,7 @@ def _sparse_fwd(Q, K, V, O, QS, KS, VS, Starts, Lens, Lut, LutRows, Counts, H, L
     base_v = pid_bh * HEAD_DIM * L_PAD if (EIGHT and PV_FP8) else b * stride_vb + h * stride_vh
     if EIGHT:
         kd = _k_desc(K, base_k, L, stride_kl, HEAD_DIM, BLOCK, TMA)
-        # vt tiles start at arbitrary token columns: TMA wants 16-byte aligned inner offsets, so e4m3
-        # V^T is read through pointers (coalesced along tokens)
-        vd = _v_desc(V, base_v, L_PAD, stride_vl, HEAD_DIM, BLOCK, TMA and not PV_FP8, PV_FP8)
+        vd = _v_desc(V, base_v, L_PAD, stride_vl, HEAD_DIM, BLOCK, TMA, PV_FP8)
     else:
         kd, vd = _kv_loader(K, V, base_k, base_v, L, stride_kl, stride_vl, HEAD_DIM, BLOCK, TMA)
     p_log2: tl.constexpr = (8.807354922057604 - (8.0 if LAZY else 0.0)) if (EIGHT and PV_FP8) else 0.0
@@ -174,15 +174,24 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: in
                          f"({n_tiles} tokens, {lut.shape[0]} window sets); got {tuple(q.shape)}, {tuple(k.shape)}")
     var = variant or _op_variant(block, False)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    b, n, h, d = q.shape
+    sm = (q.shape[-1] ** -0.5 if scale is None else scale) * LOG2E
     out = torch.empty_like(q) if out is None else out
-    sm = (d ** -0.5 if scale is None else scale) * LOG2E
     if var.eight:
         q, qs = AQ.quantize_rows(q, var.qk, sm)
         k, ks = AQ.quantize_blocks(k, starts, lens, block, var.qk)
-        v, vs = AQ.quantize_v(v) if var.pv_fp8 else (v, qs)
     else:
-        qs = ks = vs = starts  # unused
+        qs = ks = starts  # unused
+    return _launch(q, qs, k, ks, v, out, (starts, lens, lut, lut_rows, counts), block, sm, var)
+
+
+def _launch(q, qs, k, ks, v, out, tables, block: int, sm: float, var: SparseVariant) -> torch.Tensor:
+    """The kernel on q/k (codes when var.eight) and bf16/fp16 v (quantised here for fp8 PV, tile-padded)."""
+    starts, lens, lut, lut_rows, counts = tables
+    b, n, h, d = q.shape
+    if var.eight and var.pv_fp8:
+        v, vs = AQ.quantize_v(v, block, starts, lens)
+    else:
+        v, vs = (v if v.stride(-1) == 1 else v.contiguous()), qs
     if var.tma and (not tma_ok(q, k, v) or tracing(q)):
         var = SparseVariant(var.eight, var.qk, var.pv_fp8, var.warps, var.stages, lazy=var.lazy)
     if var.tma:
@@ -195,6 +204,20 @@ def sparse_attention_fwd(q, k, v, starts, lens, lut, lut_rows, counts, block: in
     traceable(_sparse_fwd, *args)[grid](*args, HEAD_DIM=d, BLOCK=block, INTERP=_interpreting(),
                                         PER_HEAD=lut.shape[0] > 1, **var.meta())
     return out
+
+
+def sparse_codes_fwd(q8, qs, k8, ks, v, starts, lens, lut, lut_rows, counts, block: int,
+                     pv_fp8: bool = False, out=None) -> torch.Tensor:
+    """The 8-bit kernel on codes a fused producer wrote (`vdrt.kernels.rope_quant`): q8 (B, L, N, K) int8,
+    scales (B, N, L) with softmax scale * log2 e; k8 int8 centred, scales (B, N, T) per tile; v bf16/fp16
+    (e4m3 tile-padded here when pv_fp8) -> (B, L, N, K) in v's dtype."""
+    if q8.dtype != torch.int8 or k8.dtype != torch.int8 or ks.shape[-1] != lens.shape[0]:
+        raise ValueError(f"sparse 8-bit codes: int8 q/k and one k scale per tile ({lens.shape[0]}) expected; "
+                         f"got q {q8.dtype}, k {k8.dtype}, scales {tuple(ks.shape)}")
+    var = replace(_op_variant(block, True), pv_fp8=pv_fp8)
+    out = torch.empty(q8.shape, dtype=v.dtype, device=v.device) if out is None else out
+    sm = q8.shape[-1] ** -0.5 * LOG2E  # unused by the 8-bit path (folded into qs)
+    return _launch(q8, qs, k8, ks, v, out, (starts, lens, lut, lut_rows, counts), block, sm, var)
 
 
 def _op_variant(block: int, eight: bool) -> SparseVariant:
@@ -219,6 +242,19 @@ def _attention_sparse_fake(q, k, v, starts, lens, lut, lut_rows, counts, block, 
     return q.new_empty(q.shape)
 
 
+@triton_op("vdrt::attention_sparse_codes", mutates_args=())
+def attention_sparse_codes(q8: torch.Tensor, qs: torch.Tensor, k8: torch.Tensor, ks: torch.Tensor, v: torch.Tensor,
+                           starts: torch.Tensor, lens: torch.Tensor, lut: torch.Tensor, lut_rows: torch.Tensor,
+                           counts: torch.Tensor, block: int, pv_fp8: bool = False) -> torch.Tensor:
+    """vdrt::attention_sparse_codes: pre-quantised q/k in tile order + plan tables -> (B, L, N, K)."""
+    return sparse_codes_fwd(q8, qs, k8, ks, v, starts, lens, lut, lut_rows, counts, block, pv_fp8)
+
+
+@attention_sparse_codes.register_fake
+def _attention_sparse_codes_fake(q8, qs, k8, ks, v, starts, lens, lut, lut_rows, counts, block, pv_fp8=False):
+    return v.new_empty((*q8.shape[:-1], v.shape[-1]))
+
+
 def run_plan(q, k, v, plan, eight: bool = False) -> torch.Tensor:
     """The op on a `vdrt.sparse.Plan` (tables moved to q's device once per plan)."""
     if q.shape[1] != plan.layout.num_tokens:
@@ -235,16 +271,17 @@ def supports(q, k, v, plan=None, **kwargs) -> bool:
     return plan is not None and not plan.dense and dense_supports(q, k, v) and q.shape == k.shape
 
 
-def emulate(q, k, v, plan, eight: bool) -> torch.Tensor:
+def emulate(q, k, v, plan, eight: bool, centre=None) -> torch.Tensor:
     """The kernel's numerics in torch for CPU tensors: 8-bit Q (per token) and K (smoothed, per tile)
     dequantized, then the block-sparse attention in fp32 (P kept unrounded, a small difference: the
-    kernel rounds P to bf16). bf16 sparse is exact in `vdrt.sparse.attention_torch`."""
+    kernel rounds P to bf16). bf16 sparse is exact in `vdrt.sparse.attention_torch`. `centre` (B, N, K): K's
+    centre in place of its exact mean (the fused rope kernel's)."""
     from vdrt import sparse
 
     if not eight:
         return sparse.attention_torch(q, k, v, plan)
     qc, qs = AQ.reference_rows(q, "int8")
-    kc, ks = AQ.reference_blocks(k, plan.layout.starts, plan.layout.lens, "int8")
+    kc, ks = AQ.reference_blocks(k, plan.layout.starts, plan.layout.lens, "int8", centre=centre)
     tile_of = torch.repeat_interleave(torch.arange(plan.layout.lens.numel()), plan.layout.lens.long())
     qd = (qc * qs.permute(0, 2, 1)[..., None]).float()
     kd = (kc * ks[:, :, tile_of].permute(0, 2, 1)[..., None]).float()

@@ -25,7 +25,8 @@ from vdrt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-OPS = ("attention", "temporal_attention", "linear", "layer_norm", "rms_norm", "adaln_modulate", "rope_qk_norm")
+OPS = ("attention", "temporal_attention", "linear", "layer_norm", "rms_norm", "adaln_modulate", "rope_qk_norm",
+       "rope_attention")
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,41 @@ def _dispatch_as(op: str, name: str, torch_fn: Callable, *args, **kwargs):
         return _dispatch(op, torch_fn, *args, **kwargs)
     finally:
         _CHOICE[op] = old
+
+
+FUSED_QK_QUANT = ("vdrt-int8", "vdrt-sparse-int8")  # attention choices whose q/k the rope kernel quantises
+
+
+def rope_attention(xq, xk, v, wq, wk, eps: float, cos, sin, num_heads: int, grid, pos=None, plan=None):
+    """Self-attention from the q/k linears' outputs: (B, L, N*K) x2, (B, L, N, K) -> (B, L, N, K).
+
+    `rope_qk_norm` on q and k, then `attention`. Under the 8-bit attention choices (FUSED_QK_QUANT) the
+    implementation of the same name of op "rope_attention" runs instead: the rope kernel writes q and k as
+    int8 codes for the attention kernel (on CPU tensors: its numerics emulated). Forcing
+    `rope_attention="torch"` keeps the unfused path under any choice."""
+    impl = _fused_impl(plan, xq)
+    if impl is not None:
+        if _DEBUG[0]:
+            _check_finite(q=xq, k=xk, v=v)
+        args = (xq, xk, v, wq, wk, eps, cos, sin, num_heads, grid)
+        if impl.supports(*args, pos=pos, plan=plan):
+            return impl.fn(*args, pos=pos, plan=plan)
+        if not _on_gpu(args):
+            return impl.emulate(*args, pos=pos, plan=plan)
+    q = rope_qk_norm(xq, wq, eps, cos, sin, num_heads, grid, pos)
+    k = rope_qk_norm(xk, wk, eps, cos, sin, num_heads, grid, pos)
+    return attention(q, k, v, plan=plan)
+
+
+def _fused_impl(plan, x) -> Impl | None:
+    """The fused rope + 8-bit attention implementation the current choices name, else None."""
+    name = _CHOICE["attention"]
+    if _CHOICE["rope_attention"] == "torch" or name not in FUSED_QK_QUANT:
+        return None
+    if name == "vdrt-sparse-int8" and (plan is None or plan.dense):
+        name = SPARSE_IMPLS[name]  # no plan: the dense 8-bit choice, as `attention` does
+    _ensure_kernels_loaded(force=not _on_gpu((x,)))
+    return next((i for i in _IMPLS["rope_attention"] if i.name == name), None)
 
 
 def temporal_attention(q, k, v):

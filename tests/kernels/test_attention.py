@@ -212,7 +212,7 @@ def test_tma_needs_aligned_strides():
 
 def test_attention_kernels_compile_for_sm90(tmp_path):
     """Compiled-mode front end of every attention kernel variant (TMA, warp specialisation, split,
-    lazy, 8-bit, sparse, quantizers) in a fresh process: the interpreter accepts code that compiled
+    lazy, 8-bit, sparse with tile-padded fp8 V^T, quantizers, the fused rope + int8 quantiser) in a fresh process: the interpreter accepts code that compiled
     Triton rejects (a helper's returns of different types; the first H200 run of 2026-11-29 failed so)."""
     import os
     import subprocess
@@ -228,4 +228,4 @@ def test_attention_kernels_compile_for_sm90(tmp_path):
     if run.returncode == 0 and run.stdout.strip().startswith("skip:"):
         pytest.skip(run.stdout.strip())
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == "17 variants compiled", run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "23 variants compiled", run.stdout

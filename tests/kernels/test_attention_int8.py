@@ -78,6 +78,18 @@ def test_quantize_v_fp8_per_channel_transposed():
     assert (vt[..., 37:].float() == 0).all()
 
 
+def test_quantize_v_tile_padded():
+    """Sparse attention's layout: tile t's tokens at columns [t * block, t * block + lens[t]), zeros after."""
+    v = _rand(2, 45, 2, 64, seed=12) * 3
+    starts, lens = torch.tensor([0, 9, 25, 41], dtype=torch.int32), torch.tensor([9, 16, 16, 4], dtype=torch.int32)
+    vt, vs = AQ.quantize_v(v, 16, starts, lens)
+    assert vt.shape == (2, 2, 64, 64) and vs.shape == (2, 2, 64)
+    ref = (v.float() / vs[:, None]).to(torch.float8_e4m3fn).float().permute(0, 2, 3, 1)  # (B, N, K, L)
+    for t, (s0, n) in enumerate(zip(starts.tolist(), lens.tolist())):
+        assert torch.equal(vt[..., t * 16 : t * 16 + n].float(), ref[..., s0 : s0 + n])
+        assert (vt[..., t * 16 + n : (t + 1) * 16].float() == 0).all()
+
+
 # ---------------------------------------------------------------- attention
 
 

@@ -96,4 +96,26 @@ def check_attention() -> str:
         sig = {"X": "*bf16", "Mean": "*fp32", "Starts": "*i32", "Lens": "*i32", "Xq": codes, "S": "*fp32",
                **_sig("H NB sxb sxl sxh sqb sql sqh", "i32")}
         n += "tt.func" in str(ttir(AQ._blocks_kernel, sig, dict(D=128, BLOCK=64, FP8=fp8, EMULATE=False, HAS_MEAN=True)))
+    n += _check_fused_quant()
     return f"{n} variants compiled"
+
+
+def _check_fused_quant() -> int:
+    """The fused rope + int8 quantiser (q: per row; k: centred, uniform blocks or 3D tiles in tile order) and the
+    e4m3 V^T quantiser (plain and tile-padded): 6 variants."""
+    from vdrt.kernels import attention_quant as AQ
+    from vdrt.kernels import rope_quant as RQ
+
+    sig = {"X": "*bf16", "W": "*bf16", "Pos": "*i64", "Centre": "*fp32", "Starts": "*i32", "Lens": "*i32",
+           "Xq": "*i8", "S": "*fp32", **_sig("L NB H GH GW sx_b sx_l", "i32"), **_sig("eps log2_theta extra_scale", "fp32")}
+    n = 0
+    for per_row, table, pos in [(True, False, False), (False, False, False), (False, True, True), (True, False, True)]:
+        m = ttir(RQ._rope_quant_kernel, sig, dict(D=128, NT=22, NH=21, BLOCK=64, HAS_W=True, HAS_POS=pos,
+                                                  HAS_CENTRE=not per_row, TABLE=table, PER_ROW=per_row,
+                                                  EMULATE=False))
+        n += "tt.func" in str(m)
+    sig = {"V": "*bf16", "VScale": "*fp32", "Vt": "*fp8e4nv", "Starts": "*i32", "Lens": "*i32",
+           **_sig("H L L_pad svb svl svh", "i32")}
+    for tiled in (False, True):
+        n += "tt.func" in str(ttir(AQ._v_kernel, sig, dict(D=128, BLOCK=64, EMULATE=False, TILED=tiled)))
+    return n

@@ -98,14 +98,16 @@ class WanSelfAttention(nn.Module):
 
         `tiles` (a `TileOrder`): the tokens are in sparse attention's tile order (cos/sin follow them)."""
         pos, plan = (tiles.pos, tiles.plan) if tiles is not None else (None, None)
-        q = self._rope(self.q(x), self.norm_q, cos, sin, grid, pos)
-        k = self._rope(self.k(x), self.norm_k, cos, sin, grid, pos)
-        return self.o(ops.attention(q, k, self.heads(self.v(x)), plan=plan).flatten(2))
+        (wq, eps), (wk, _) = self._norm(self.norm_q), self._norm(self.norm_k)
+        # norm + rope of q and k, then attention; under 8-bit attention the rope kernel quantises q and k
+        out = ops.rope_attention(self.q(x), self.k(x), self.heads(self.v(x)), wq, wk, eps, cos, sin, self.num_heads,
+                                 grid, pos, plan)
+        return self.o(out.flatten(2))
 
-    def _rope(self, x, norm, cos, sin, grid, pos=None) -> torch.Tensor:
-        """(B, L, D) -> (B, L, N, K): RMSNorm across heads (if any), then 3D rope."""
-        weight, eps = (norm.weight, norm.eps) if isinstance(norm, RMSNorm) else (None, 1e-6)
-        return ops.rope_qk_norm(x, weight, eps, cos, sin, self.num_heads, grid, pos)
+    @staticmethod
+    def _norm(norm) -> tuple:
+        """(weight, eps) of a q/k RMSNorm, (None, 1e-6) without one."""
+        return (norm.weight, norm.eps) if isinstance(norm, RMSNorm) else (None, 1e-6)
 
 
 class WanCrossAttention(WanSelfAttention):
