@@ -177,7 +177,8 @@ def register_ops() -> None:
         return torch.ops.vdrt.rope_qk_norm(x, w, num_heads, *grid, eps, 10000.0, pos)
 
     def ok(x, weight, eps, cos, sin, num_heads, grid, pos=None):
-        return supports(x, weight.to(x.dtype) if weight is not None else None, num_heads, grid) and (
+        # weight None means qk_norm off in the op (no norm at all) while the kernel always normalises: torch path
+        return weight is not None and supports(x, weight.to(x.dtype), num_heads, grid) and (
             pos is None or (pos.device == x.device and pos.shape == (x.shape[1],)))
 
     ops.register("rope_qk_norm", "vdrt", fn, supports=ok)

@@ -80,3 +80,15 @@ def test_custom_op_fake_and_supports():
 @pytest.mark.parametrize("heads,d,grid", [(12, 128, (21, 30, 52)), (40, 128, (2, 30, 52)), (16, 72, (16, 16, 16))])
 def test_gpu_wan_shapes(heads, d, grid):
     _check(1, grid, heads, d, torch.bfloat16)
+
+
+def test_the_registered_kernel_is_not_taken_without_a_norm_weight():
+    """The op's weight=None means qk_norm off (no norm), while the kernel always normalises: the registry must
+    never pick the kernel then (it would normalise q/k of a model that does not)."""
+    from vdrt import ops
+
+    impl = next(i for i in ops._IMPLS["rope_qk_norm"] if i.name == "vdrt")
+    x, w = randn(1, 12, 80, dtype=torch.bfloat16), randn(80)
+    cos, sin = torch.ones(12, 20), torch.zeros(12, 20)
+    assert impl.supports(x, w, 1e-6, cos, sin, 2, (3, 2, 2))
+    assert not impl.supports(x, None, 1e-6, cos, sin, 2, (3, 2, 2))
