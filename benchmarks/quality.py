@@ -15,7 +15,12 @@ first (paired bootstrap CIs, fidelity); --int4 adds the first model with int4 we
 --window F adds the first model with temporal attention restricted to F frames (factorized models)
 / --window-tokens N with 3D attention restricted to N tokens (wan models), compared to it;
 --ops OP=IMPL[,OP=IMPL] (repeatable) adds the first model with those vdrt.ops implementations forced
-(e.g. linear=vdrt-fp8: on the CPU the kernels' quantization is emulated), compared to it;
+(e.g. linear=vdrt-fp8: on the CPU the kernels' quantization is emulated; `sparse=D` a density or
+`sparse=FxHxW` a window in tiles for the sparse attentions), compared to it;
+--engine DIR (repeatable) adds the first model run through a compiled engine directory (`vdrt build`
+of the same card; its batch profile must hold --batch clips, twice that with CFG), compared to it;
+--cache POLICY:T (repeatable) adds the first model under that step-cache policy (the model's kept
+calibration, `vdrt calibrate MODEL --steps N`), compared to it, with its skipped fraction of row-steps;
 --sheet writes a contact sheet (PNG) of every model's default clip ("a red circle bouncing", seed 0).
 Rows: bench "quality", case "test[0:N] TxHxW", impl, the summary metrics, ms per clip, device,
 commit, date, torch; plus "quality-compare" rows; written to --out (JSON) and printed as tables.
@@ -46,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window-tokens", type=int, default=None, help="add the first model with a token window")
     p.add_argument("--ops", action="append", default=[], help="OP=IMPL[,OP=IMPL]: add the first model with "
                    "those implementations forced (repeatable)")
+    p.add_argument("--cache", action="append", default=[], help="POLICY:T: add the first model under that "
+                   "step-cache policy (repeatable)")
+    p.add_argument("--engine", action="append", default=[], help="DIR: add the first model run through this "
+                   "engine directory (repeatable)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--shift", type=float, default=None)
@@ -120,22 +129,86 @@ def variants(args) -> list[tuple[str, object]]:
     if first and args.window_tokens is not None:
         ops = register_window_attention(tokens=args.window_tokens)
         out.append((f"{first} token window {args.window_tokens}", generator(first, args, ops=ops)))
+    for path in args.engine if first else []:
+        out.append((f"{first} engine {Path(path).name}", generator(first, args, transform=engine_of(path))))
+    for spec in args.cache if first else []:
+        out.append((f"{first} cache {spec}", cached(generator(first, args), first, spec)))
     return out
 
 
+def cached(gen, name: str, spec: str):
+    """`gen` with its denoiser under the step-cache policy `spec` (an embedded model's kept calibration, if any)."""
+    from cache_quality import Stepped
+
+    from vdrt import embedded
+    from vdrt.bench.calibrate import calibration_for
+    from vdrt.samplers.policies.cachespec import parse
+
+    card = name.partition("@")[0]
+    cal = calibration_for(card) if embedded.card_path(card) is not None else None
+    log.info("cache %s on %s: %s", spec, card, "its kept calibration" if cal else "no calibration")
+    policy = parse(spec).build(cal)
+    gen.denoiser = Stepped(gen.denoiser, policy, gen.settings.num_steps)
+    return gen
+
+
+class EngineDenoiser(torch.nn.Module):
+    """A compiled engine in the eager denoiser's place: `(x, t, ctx, cond=)` and `.config`."""
+
+    def __init__(self, engine):
+        super().__init__()
+        self.engine = engine
+
+    @property
+    def config(self):
+        return self.engine.config
+
+    def forward(self, x, t, ctx, cond=None):  # (B, C, T, H, W) -> (B, C, T, H, W)
+        return self.engine(x, t, ctx, **({} if cond is None else {"cond": cond})).float()
+
+
+def engine_of(path):
+    """A `transform` that replaces the loaded denoiser with the engine at `path`."""
+    import vdrt
+
+    return lambda den: EngineDenoiser(vdrt.load_engine(path, device="cpu"))
+
+
+def skipped(gen) -> float | None:
+    """The fraction of row-steps a cached generator skipped (None: no cache policy)."""
+    return gen.denoiser.skipped_fraction() if hasattr(gen.denoiser, "skipped_fraction") else None
+
+
 def parse_ops(spec: str) -> dict[str, str]:
-    """"linear=vdrt-fp8,attention=vdrt-int8" -> {op: implementation}, checked against the registry."""
+    """"linear=vdrt-fp8,attention=vdrt-int8" -> {op: implementation}, checked against the registry;
+    "sparse=0.25" / "sparse=1x1x1" -> {"sparse": SparseConfig(density= / window=)}."""
     from vdrt import ops
     from vdrt.errors import ConfigError
 
     out = {}
     for part in spec.split(","):
         op, _, impl = part.partition("=")
+        if op == "sparse":
+            out["sparse"] = sparse_config(impl)
+            continue
         if op not in ops.OPS or impl not in ops.available(op):
             raise ConfigError(f"--ops {part!r}: need OP=IMPL with OP in {list(ops.OPS)} and IMPL one of "
                               f"ops.available(OP) (e.g. linear=vdrt-fp8)")
         out[op] = impl
     return out
+
+
+def sparse_config(text: str):
+    """"0.25" -> SparseConfig(density=0.25); "1x1x1" -> SparseConfig(window=(1, 1, 1)) (tiles)."""
+    from vdrt.errors import ConfigError
+    from vdrt.sparse import SparseConfig
+
+    try:
+        if "x" in text:
+            return SparseConfig(window=tuple(int(v) for v in text.split("x")))
+        return SparseConfig(density=float(text))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--ops sparse={text!r}: need a density in (0, 1] or a window FxHxW in tiles ({e})") from e
 
 
 def run(args) -> tuple[list[dict], list[dict]]:
@@ -149,6 +222,8 @@ def run(args) -> tuple[list[dict], list[dict]]:
     for impl, gen in variants(args):
         log.info("quality: %s on %d test clips %s", impl, args.clips, geo.shape)
         models.append(oracle.evaluate(gen, args.clips, args.seed, geo, tasks=tasks, name=impl))
+        if skipped(gen) is not None:
+            models[-1]["skipped"] = skipped(gen)
         if args.save_results:
             log.info("quality: saved %s", save_result(models[-1], args.save_results))
     base = oracle.baselines(args.clips, geo) if args.baselines else []
@@ -166,7 +241,9 @@ def rows(args, results, reports) -> list[dict]:
     case = f"test[0:{args.clips}] {args.frames}x{args.height}x{args.width}"
     out = [{"bench": "quality", "case": case, "impl": r["name"], **row(r), **meta()} for r in results]
     for rep in reports:
-        out.append({"bench": "quality-compare", "case": case, "impl": rep["candidate"], **_json_safe(rep), **meta()})
+        extra = {k: r[k] for r in results if r["name"] == rep["candidate"] for k in ("skipped", "ms_per_clip") if k in r}
+        out.append({"bench": "quality-compare", "case": case, "impl": rep["candidate"], **_json_safe(rep), **extra,
+                    **meta()})
     return out
 
 

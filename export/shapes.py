@@ -123,11 +123,12 @@ def _grid_limit(config):
 
 
 def pixel_factors(config) -> dict:
-    """How many pixels one latent is, per dim: {'frames': ('wan-vae', 4) | ('1:1', 1), 'height': 8, ...}."""
-    if getattr(config, "family", "") == "wan":
-        return {"frames": ("wan-vae", 4), "height": 8, "width": 8}
+    """How many pixels one latent is, per dim: {'frames': ('wan-vae', 4) | ('1:1', 1), 'height': 8, ...}.
+    Pixel-space models (3 input channels, e.g. the embedded vdrt-tiny-wan-teacher) are 1:1 whatever their family."""
     if config.in_channels == 3:
         return {"frames": ("1:1", 1), "height": 1, "width": 1}
+    if getattr(config, "family", "") == "wan":
+        return {"frames": ("wan-vae", 4), "height": 8, "width": 8}
     return {"frames": ("1:1", 1), "height": 8, "width": 8}
 
 

@@ -70,3 +70,20 @@ def test_forced_ops_variant_is_compared_to_the_first_model(quality, cards, tmp_p
     assert 15 < psnr < 90  # fp8 emulated: close to the reference, not equal to it
     with pytest.raises(Exception, match="--ops 'linear=nope'"):
         quality.main([*argv[:-4], "--ops", "linear=nope"])
+
+
+def test_cache_and_sparse_variants_are_compared_to_the_first_model(quality, cards, tmp_path):
+    out = tmp_path / "q.json"
+    argv = ["--weights-dir", str(cards), "--clips", "2", "--frames", "9", "--tasks", "t2v", "--device", "cpu",
+            "--model", "q-tiny@4", "--cache", "fbcache:1", "--cache", "fbcache:0",
+            "--ops", "attention=vdrt-sparse,sparse=1x1x1", "--out", str(out)]
+    assert quality.main(argv) == 0
+    cmp = {r["candidate"]: r for r in json.loads(out.read_text()) if r["bench"] == "quality-compare"}
+    assert set(cmp) == {"q-tiny@4 cache fbcache:1", "q-tiny@4 cache fbcache:0",
+                        "q-tiny@4 attention=vdrt-sparse,sparse=1x1x1"}
+    assert cmp["q-tiny@4 cache fbcache:0"]["skipped"] == 0.0  # threshold 0 never skips: the reference exactly
+    assert cmp["q-tiny@4 cache fbcache:0"]["fidelity"]["t2v"]["psnr"] == "inf"
+    assert 0.3 < cmp["q-tiny@4 cache fbcache:1"]["skipped"] < 1  # threshold 1 skips all but the first steps
+    assert np.isfinite(cmp["q-tiny@4 attention=vdrt-sparse,sparse=1x1x1"]["fidelity"]["t2v"]["psnr"])
+    with pytest.raises(Exception, match="sparse='0'"):
+        quality.parse_ops("attention=vdrt-sparse,sparse=0")

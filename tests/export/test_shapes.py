@@ -48,6 +48,15 @@ def test_pixel_space_model_is_one_to_one_with_patch_multiples():
         sh.shapes_from_pixels(c, "5", "30", "32")
 
 
+def test_pixel_space_wan_model_is_one_to_one():
+    """A Wan-family model on pixels (3 channels: the embedded vdrt-tiny-wan-teacher) has no VAE between."""
+    import dataclasses
+
+    c = dataclasses.replace(cfg("wan-tiny"), in_channels=3, out_channels=3, patch_size=(1, 8, 8))
+    assert sh.shapes_from_pixels(c, "17", "64", "64:96:128") == {"frames": (17, 17, 17), "height": (64, 64, 64),
+                                                               "width": (64, 96, 128)}
+
+
 def test_latent_factorized_model_uses_the_vae_factor():
     c = cfg("latte-like")  # 4 latent channels, patch 2, SD VAE /8
     assert sh.shapes_from_pixels(c, "16", "256:512:512", "512")["height"] == (32, 64, 64)

@@ -28,3 +28,25 @@ def test_the_gate_fails_just_beyond_each_tolerance():
         beyond = {**ok, k: m["value"] - G.METRICS[k] * (tol * 1.01 + 1e-9)}
         assert G.check(inside, GATE) == [], k
         assert len(G.check(beyond, GATE)) == 1 and k in G.check(beyond, GATE)[0]
+
+
+def noised_weights(model, rel: float = 0.1):
+    """Every weight plus Gaussian noise of `rel` times its own RMS (seeded): damage of another kind than int4."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * rel * p.pow(2).mean().sqrt())
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["int4", "noised"])
+def test_a_damaged_default_model_fails_its_gate(damage):
+    """The gate can fail: the default model with int4 weights (group 32) or 10%-RMS noise on its weights."""
+    from vdrt.export.tiny.quality.damage import int4_weights
+
+    transform = int4_weights if damage == "int4" else noised_weights
+    problems = G.check(G.run(GATE["model"], GATE["clips"], GATE["tasks"], transform=transform), GATE)
+    assert problems, f"{damage} weights passed the gate"
