@@ -39,3 +39,29 @@ def engines(build_cache, tmp_path_factory):
         return built[name, backend]
 
     return get
+
+
+@pytest.fixture
+def fake_onnx_build(monkeypatch, tmp_path):
+    """A private build cache and an ONNX backend that writes a small random artifact (builds take a second);
+    -> the work directories it was called with."""
+    import importlib
+
+    monkeypatch.setenv("VDRT_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def build_artifacts(target, example, workdir, options):
+        calls.append(workdir)
+        (workdir / "model.onnx").write_bytes(os.urandom(256))
+        return ["model.onnx"], {"export": 0.0, "compile": 0.0}, target.profile
+
+    monkeypatch.setattr(importlib.import_module("vdrt.export.onnx"), "build_artifacts", build_artifacts)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def den():
+    """The wan-tiny denoiser (random init), loaded once per module."""
+    import vdrt
+
+    return vdrt.load_denoiser("wan-tiny")

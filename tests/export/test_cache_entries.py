@@ -5,7 +5,6 @@ The backend is a fake that writes a small artifact and counts its calls (as in t
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import logging
 import os
@@ -21,27 +20,6 @@ import vdrt
 from vdrt import fsutil
 from vdrt.engines import integrity
 from vdrt.errors import EngineError
-
-onnx_backend = importlib.import_module("vdrt.export.onnx")
-
-
-@pytest.fixture
-def fake_backend(monkeypatch, tmp_path):
-    monkeypatch.setenv("VDRT_CACHE", str(tmp_path / "cache"))
-    calls = []
-
-    def build_artifacts(target, example, workdir, options):
-        calls.append(workdir)
-        (workdir / "model.onnx").write_bytes(os.urandom(256))
-        return ["model.onnx"], {"export": 0.0, "compile": 0.0}, target.profile
-
-    monkeypatch.setattr(onnx_backend, "build_artifacts", build_artifacts)
-    return calls
-
-
-@pytest.fixture(scope="module")
-def den():
-    return vdrt.load_denoiser("wan-tiny")
 
 
 def _build(den, out):
@@ -87,20 +65,20 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("name", list(BREAKAGES))
-def test_a_broken_entry_is_rebuilt_and_the_build_succeeds(fake_backend, den, tmp_path, caplog, name):
+def test_a_broken_entry_is_rebuilt_and_the_build_succeeds(fake_onnx_build, den, tmp_path, caplog, name):
     _build(den, tmp_path / "a")
     entry = _entry(tmp_path)
     BREAKAGES[name](entry)
     with caplog.at_level(logging.WARNING, logger="vdrt.export.cache"):
         out = _build(den, tmp_path / "b")
-    assert len(fake_backend) == 2
+    assert len(fake_onnx_build) == 2
     assert integrity.verify(out).ok and integrity.verify(entry).ok
     assert f"build cache entry {entry.name} is corrupted" in caplog.text and "rebuilding it" in caplog.text
     _build(den, tmp_path / "c")
-    assert len(fake_backend) == 2  # and the rebuilt entry is a hit again
+    assert len(fake_onnx_build) == 2  # and the rebuilt entry is a hit again
 
 
-def test_stale_build_dirs_in_the_cache_are_swept(fake_backend, den, tmp_path, caplog):
+def test_stale_build_dirs_in_the_cache_are_swept(fake_onnx_build, den, tmp_path, caplog):
     root = tmp_path / "cache"
     root.mkdir()
     p = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -116,7 +94,7 @@ def test_stale_build_dirs_in_the_cache_are_swept(fake_backend, den, tmp_path, ca
     assert "left in the build cache by a build that was killed" in caplog.text
 
 
-def test_an_unwritable_cache_is_one_line_naming_vdrt_cache(fake_backend, den, tmp_path, monkeypatch):
+def test_an_unwritable_cache_is_one_line_naming_vdrt_cache(fake_onnx_build, den, tmp_path, monkeypatch):
     real = Path.mkdir
 
     def denied(self, *a, **k):
@@ -129,4 +107,4 @@ def test_an_unwritable_cache_is_one_line_naming_vdrt_cache(fake_backend, den, tm
                                           r"\$VDRT_CACHE to a folder .* or build without the cache \(vdrt build "
                                           r"--no-cache, cache=False\)") as e:
         _build(den, tmp_path / "a")
-    assert "\n" not in str(e.value) and fake_backend == [] and not (tmp_path / "a").exists()
+    assert "\n" not in str(e.value) and fake_onnx_build == [] and not (tmp_path / "a").exists()

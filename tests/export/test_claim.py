@@ -25,25 +25,6 @@ from vdrt.export import claim as claim_mod
 onnx_backend = importlib.import_module("vdrt.export.onnx")
 
 
-@pytest.fixture
-def fake_backend(monkeypatch, tmp_path):
-    monkeypatch.setenv("VDRT_CACHE", str(tmp_path / "cache"))
-    calls = []
-
-    def build_artifacts(target, example, workdir, options):
-        calls.append(workdir)
-        (workdir / "model.onnx").write_bytes(os.urandom(256))
-        return ["model.onnx"], {"export": 0.0, "compile": 0.0}, target.profile
-
-    monkeypatch.setattr(onnx_backend, "build_artifacts", build_artifacts)
-    return calls
-
-
-@pytest.fixture(scope="module")
-def den():
-    return vdrt.load_denoiser("wan-tiny")
-
-
 def _build(den, out, **kw):
     kw = {"precision": "fp32", "shapes": SHAPES["wan-tiny"], "load": False, **kw}
     return vdrt.export.build(den, "onnx", out, **kw)
@@ -243,7 +224,7 @@ def test_process_liveness_follows_pid_and_start_time():
                                         (errno.EDQUOT, "the disk quota is exceeded"),
                                         (errno.EACCES, "permission denied"),
                                         (errno.EROFS, "the file system is read-only")])
-def test_disk_and_permission_errors_at_publish_are_one_line(fake_backend, den, tmp_path, monkeypatch, code, says):
+def test_disk_and_permission_errors_at_publish_are_one_line(fake_onnx_build, den, tmp_path, monkeypatch, code, says):
     real = os.rename
 
     def failing(src, dst):
@@ -258,7 +239,7 @@ def test_disk_and_permission_errors_at_publish_are_one_line(fake_backend, den, t
     assert not (tmp_path / "out").exists() and _litter(tmp_path) == []
 
 
-def test_disk_full_while_writing_the_manifest_uncached(fake_backend, den, tmp_path, monkeypatch):
+def test_disk_full_while_writing_the_manifest_uncached(fake_onnx_build, den, tmp_path, monkeypatch):
     real = os.replace
 
     def full(src, dst):
@@ -272,7 +253,7 @@ def test_disk_full_while_writing_the_manifest_uncached(fake_backend, den, tmp_pa
     assert not (tmp_path / "out").exists() and _litter(tmp_path) == []
 
 
-def test_disk_full_in_the_build_cache_names_the_cache(fake_backend, den, tmp_path, monkeypatch):
+def test_disk_full_in_the_build_cache_names_the_cache(fake_onnx_build, den, tmp_path, monkeypatch):
     def full(target, example, workdir, options):
         raise OSError(errno.ENOSPC, "No space left on device", str(workdir / "model.onnx"))
 
@@ -284,7 +265,7 @@ def test_disk_full_in_the_build_cache_names_the_cache(fake_backend, den, tmp_pat
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()] == []
 
 
-def test_unwritable_out_parent_is_refused_before_the_build(fake_backend, den, tmp_path, monkeypatch):
+def test_unwritable_out_parent_is_refused_before_the_build(fake_onnx_build, den, tmp_path, monkeypatch):
     real = os.open
 
     def denied(path, *a, **k):
@@ -296,7 +277,7 @@ def test_unwritable_out_parent_is_refused_before_the_build(fake_backend, den, tm
     with pytest.raises(EngineError, match=r"permission denied \(.*\.out\.vdrt-lock\); choose an --out in a folder "
                                           r"you can write"):
         _build(den, tmp_path / "out")
-    assert fake_backend == []
+    assert fake_onnx_build == []
 
 
 def test_wrapped_compiler_errors_are_recognised_and_others_are_not():
@@ -316,7 +297,7 @@ def test_wrapped_compiler_errors_are_recognised_and_others_are_not():
     assert claim_mod.disk_error(OSError(errno.ENOENT, "missing")) is None
 
 
-def test_published_engines_are_signed_when_a_signing_key_is_set(fake_backend, den, tmp_path, monkeypatch):
+def test_published_engines_are_signed_when_a_signing_key_is_set(fake_onnx_build, den, tmp_path, monkeypatch):
     ed = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
     ser = pytest.importorskip("cryptography.hazmat.primitives.serialization")
     key = ed.Ed25519PrivateKey.generate()
@@ -333,4 +314,4 @@ def test_published_engines_are_signed_when_a_signing_key_is_set(fake_backend, de
     monkeypatch.setenv("VDRT_SIGNING_KEY", str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match="signing key .*missing.pem is unreadable"):
         _build(den, tmp_path / "out2", cache=False)
-    assert len(fake_backend) == 1 and not (tmp_path / "out2").exists()
+    assert len(fake_onnx_build) == 1 and not (tmp_path / "out2").exists()
