@@ -214,18 +214,7 @@ def test_attention_kernels_compile_for_sm90(tmp_path):
     """Compiled-mode front end of every attention kernel variant (TMA, warp specialisation, split,
     lazy, 8-bit, sparse with tile-padded fp8 V^T, quantizers, the fused rope + int8 quantiser) in a fresh process: the interpreter accepts code that compiled
     Triton rejects (a helper's returns of different types; the first H200 run of 2026-11-29 failed so)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    import ttir_helpers
 
-    helpers = Path(__file__).with_name("ttir_helpers.py")
-    script = (f"import sys; sys.path.insert(0, {str(helpers.parent)!r}); import ttir_helpers; "
-              "print(ttir_helpers.check_attention())")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
-    if run.returncode == 0 and run.stdout.strip().startswith("skip:"):
-        pytest.skip(run.stdout.strip())
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == "23 variants compiled", run.stdout
+    out = ttir_helpers.front_end_in_fresh_process(tmp_path, "import ttir_helpers; print(ttir_helpers.check_attention())")
+    assert out.splitlines()[-1] == "23 variants compiled", out

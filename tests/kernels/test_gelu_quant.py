@@ -130,17 +130,16 @@ def test_gpu_wan_shapes(c):
 
 
 _FRONT_END = """
-import sys; sys.path.insert(0, {helpers!r})
 try:
     from triton.compiler import ASTSource  # noqa: F401  (internal API: skip if it moved)
 except ImportError as e:
-    print(f"skip: this Triton has no ASTSource front end ({{e}})"); raise SystemExit(0)
+    print(f"skip: this Triton has no ASTSource front end ({e})"); raise SystemExit(0)
 import ttir_helpers
 from vdrt.kernels import gelu_quant as G
-sig = {{"H": "*bf16", "Q": "*fp8e4nv", "S": "*fp32", "R": "i32", "C": "i32", "stride_hr": "i32", "stride_qr": "i32"}}
+sig = {"H": "*bf16", "Q": "*fp8e4nv", "S": "*fp32", "R": "i32", "C": "i32", "stride_hr": "i32", "stride_qr": "i32"}
 for one_pass, block_c in ((True, 16384), (False, 2048)):
-    m = ttir_helpers.ttir(G._gelu_quant_kernel, sig, {{"EMULATE": False, "BLOCK_R": 1, "BLOCK_C": block_c,
-                                                      "ONE_PASS": one_pass}})
+    m = ttir_helpers.ttir(G._gelu_quant_kernel, sig, {"EMULATE": False, "BLOCK_R": 1, "BLOCK_C": block_c,
+                                                      "ONE_PASS": one_pass})
     assert "tt.func" in str(m)
 print("2 variants compiled")
 """
@@ -148,16 +147,7 @@ print("2 variants compiled")
 
 def test_kernel_compiles_for_sm90(tmp_path):
     """Compiled-mode front end in a fresh process (this session's kernels are interpreter objects)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    import ttir_helpers
 
-    helpers = Path(__file__).with_name("ttir_helpers.py").parent
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _FRONT_END.format(helpers=str(helpers))], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
-    if run.returncode == 0 and run.stdout.strip().startswith("skip:"):
-        pytest.skip(run.stdout.strip())
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip() == "2 variants compiled", run.stdout
+    out = ttir_helpers.front_end_in_fresh_process(tmp_path, _FRONT_END)
+    assert out == "2 variants compiled", out

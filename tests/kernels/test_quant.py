@@ -4,8 +4,6 @@ import torch
 _CPU = not torch.cuda.is_available()  # tests/conftest.py runs Triton's CPU interpreter then
 
 import gc
-import os
-from pathlib import Path
 
 import pytest
 import torch.nn.functional as F
@@ -320,19 +318,10 @@ def test_scaled_mm_other_errors_are_not_swallowed(monkeypatch):
 
 def test_rows_kernel_compiles_for_sm90(tmp_path):
     """Compiled-mode front end in a fresh process (this session's kernels are interpreter objects)."""
-    import subprocess
-    import sys
+    import ttir_helpers
 
-    helpers = Path(__file__).with_name("ttir_helpers.py")
-    script = (f"import sys; sys.path.insert(0, {str(helpers.parent)!r}); import ttir_helpers; "
-              "print(ttir_helpers.check_quant_rows())")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
-    if run.returncode == 0 and run.stdout.strip().startswith("skip:"):
-        pytest.skip(run.stdout.strip())
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip() == "6 variants compiled", run.stdout
+    out = ttir_helpers.front_end_in_fresh_process(tmp_path, "import ttir_helpers; print(ttir_helpers.check_quant_rows())")
+    assert out == "6 variants compiled", out
 
 
 # ---------------------------------------------------------------- producer-fed fp8 (fp8_linear_prequant)

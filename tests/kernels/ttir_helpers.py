@@ -6,6 +6,27 @@ the H100 run of 2026-11-24 failed on one). This stage needs neither a GPU nor pt
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def front_end_in_fresh_process(tmp_path, code: str) -> str:
+    """Run `code` (which imports ttir_helpers and prints a result) in a fresh interpreter without
+    TRITON_INTERPRET (the test process's kernels are interpreter objects) -> its stdout, stripped.
+    Skips the test when it prints "skip: ..."; fails with its stderr when it fails."""
+    import pytest
+
+    here = str(Path(__file__).parent)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r})\n{code}"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    if run.returncode == 0 and run.stdout.strip().startswith("skip:"):
+        pytest.skip(run.stdout.strip())
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.strip()
+
 
 def ttir(kernel, signature: dict[str, str], constexprs: dict):
     from triton._C.libtriton import ir
