@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from integrity_helpers import PROFILES, onnx_double
 
 import vdrt
 from vdrt.engines import inspect_engine, load_engine
@@ -19,28 +20,11 @@ from vdrt.fsutil import sha256_file
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-PROFILES = {"batch": (1, 1, 2, 1), "frames": (1, 3, 5, 1), "height": (4, 16, 32, 4), "width": (4, 16, 32, 4),
-            "text_len": (1, 16, 32, 1)}
-
-
-def _onnx_double(path):
-    from onnx import TensorProto, helper
-
-    grid = ["batch", 3, "frames", "height", "width"]
-    ins = [helper.make_tensor_value_info("latents", TensorProto.FLOAT, grid),
-           helper.make_tensor_value_info("timestep", TensorProto.FLOAT, ["batch"]),
-           helper.make_tensor_value_info("context", TensorProto.FLOAT, ["batch", "text_len", 64])]
-    out = helper.make_tensor_value_info("prediction", TensorProto.FLOAT, grid)
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Mul", ["latents", "two"], ["prediction"])], "double", ins, [out],
-                              initializer=[two])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
-
 
 def write_engine(d, backend="onnx", device=None, **changes):
     """A valid engine directory: factorized-tiny's config, fp32, prediction = 2 * latents."""
     d.mkdir(parents=True, exist_ok=True)
-    _onnx_double(d / "model.onnx")
+    onnx_double(d / "model.onnx")
     cfg = vdrt.models.config_from_name("factorized-tiny").to_dict()
     grid = ["frames", "height", "width"]
     m = {"format_version": mf.FORMAT_VERSION, "vdrt_version": vdrt.__version__, "backend": backend, "model_config": cfg,
