@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from vdrt.kernels._common import interpreting, to_e4m3, traceable
-from vdrt.kernels.quant import to_int8
+from vdrt.kernels.quant import to_codes
 
 FP8_MAX = 448.0
 INT8_MAX = 127.0
@@ -70,15 +70,6 @@ def _codes(y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @triton.jit
-def _encode(y, FP8: tl.constexpr, EMULATE: tl.constexpr):
-    if FP8:
-        c = to_e4m3(y, EMULATE)
-    else:
-        c = to_int8(y)
-    return c
-
-
-@triton.jit
 def _rows_kernel(X, Xq, S, H, L, extra_scale, sxb, sxl, sxh, sqb, sql, sqh,
                  D: tl.constexpr, BLOCK: tl.constexpr, FP8: tl.constexpr, EMULATE: tl.constexpr):
     """Grid (cdiv(L, BLOCK), B * H): rows of one head, a scale per row."""
@@ -90,7 +81,7 @@ def _rows_kernel(X, Xq, S, H, L, extra_scale, sxb, sxl, sxh, sqb, sql, sqh,
     x = tl.load(X + b * sxb + h * sxh + rows[:, None] * sxl + cols[None, :], mask=ok, other=0.0).to(tl.float32)
     qmax = 448.0 if FP8 else 127.0
     scale = tl.maximum(tl.max(tl.abs(x), 1), 1e-8) / qmax  # (BLOCK,)
-    codes = _encode(x / scale[:, None], FP8, EMULATE)
+    codes = to_codes(x / scale[:, None], FP8, EMULATE)
     tl.store(Xq + b * sqb + h * sqh + rows[:, None] * sql + cols[None, :], codes, mask=ok)
     tl.store(S + pid_bh.to(tl.int64) * L + rows, scale * extra_scale, mask=rows < L)
 
@@ -111,7 +102,7 @@ def _blocks_kernel(X, Mean, Starts, Lens, Xq, S, H, NB, sxb, sxl, sxh, sqb, sql,
         x = tl.where(ok, x - tl.load(Mean + pid_bh.to(tl.int64) * D + cols)[None, :], 0.0)
     qmax = 448.0 if FP8 else 127.0
     scale = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0), 1e-8) / qmax
-    tl.store(Xq + b * sqb + h * sqh + rows[:, None] * sql + cols[None, :], _encode(x / scale, FP8, EMULATE), mask=ok)
+    tl.store(Xq + b * sqb + h * sqh + rows[:, None] * sql + cols[None, :], to_codes(x / scale, FP8, EMULATE), mask=ok)
     tl.store(S + pid_bh.to(tl.int64) * NB + blk, scale)
 
 

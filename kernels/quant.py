@@ -104,7 +104,7 @@ def _quant_rows_kernel(X, Q, S, R, C, stride_xr, stride_xc, stride_qr, stride_qc
         m = row_ok & (cols[None, :] < C)
         x = tl.load(x_row + cols[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
         scale = _row_scale(tl.max(tl.abs(x), 1), IS_FP8)
-        tl.store(q_row + cols[None, :] * stride_qc, _quantize(x / scale[:, None], IS_FP8, EMULATE), mask=m)
+        tl.store(q_row + cols[None, :] * stride_qc, to_codes(x / scale[:, None], IS_FP8, EMULATE), mask=m)
     else:
         amax = tl.zeros([BLOCK_R], tl.float32)
         for c0 in range(0, C, BLOCK_C):
@@ -115,7 +115,7 @@ def _quant_rows_kernel(X, Q, S, R, C, stride_xr, stride_xc, stride_qr, stride_qc
         for c0 in range(0, C, BLOCK_C):
             m = row_ok & ((c0 + cols)[None, :] < C)
             x = tl.load(x_row + (c0 + cols)[None, :] * stride_xc, mask=m, other=0.0).to(tl.float32)
-            tl.store(q_row + (c0 + cols)[None, :] * stride_qc, _quantize(x / scale[:, None], IS_FP8, EMULATE),
+            tl.store(q_row + (c0 + cols)[None, :] * stride_qc, to_codes(x / scale[:, None], IS_FP8, EMULATE),
                      mask=m)
     tl.store(S + rows, scale, mask=rows < R)
 
@@ -130,8 +130,9 @@ def _row_scale(amax, IS_FP8: tl.constexpr):
 
 
 @triton.jit
-def _quantize(y, IS_FP8: tl.constexpr, EMULATE: tl.constexpr):
-    """One return statement: compiled Triton rejects returns of different types under a constexpr if."""
+def to_codes(y, IS_FP8: tl.constexpr, EMULATE: tl.constexpr):
+    """fp32 -> e4m3 or int8 codes (y already divided by its scale). One return statement: compiled Triton rejects
+    returns of different types under a constexpr if."""
     if IS_FP8:
         q = to_e4m3(y, EMULATE)
     else:
@@ -148,7 +149,7 @@ def _quant_cols_kernel(X, SC, Q, M, C, stride_xm, stride_xc, IS_FP8: tl.constexp
     m = (rm[:, None] < M) & (rc[None, :] < C)
     x = tl.load(X + rm[:, None].to(tl.int64) * stride_xm + rc[None, :] * stride_xc, mask=m, other=0.0)
     y = x.to(tl.float32) / tl.load(SC + rc, mask=rc < C, other=1.0)[None, :]
-    tl.store(Q + rm[:, None].to(tl.int64) * C + rc[None, :], _quantize(y, IS_FP8, EMULATE), mask=m)
+    tl.store(Q + rm[:, None].to(tl.int64) * C + rc[None, :], to_codes(y, IS_FP8, EMULATE), mask=m)
 
 
 @triton.jit
