@@ -1,21 +1,16 @@
 """benchmarks/aggregate.py: rows from `vdrt bench --json` and the benchmark scripts -> results/<gpu>/ + PNGs."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "aggregate.py"
 
 
 @pytest.fixture(scope="module")
 def agg():
-    if not SCRIPT.is_file():
-        pytest.skip("benchmarks/ is not in this tree")
-    spec = importlib.util.spec_from_file_location("aggregate", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("aggregate.py")
 
 
 def _row(impl, ms, device="NVIDIA H100 80GB HBM3 (sm_90)", model="wan-tiny", case="1x5x32x32 bf16", date="2026-11-24",

@@ -1,9 +1,9 @@
 """benchmarks/cache_quality.py: its `Stepped` denoiser runs a cache policy exactly as the loop's step hooks do."""
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import load_script
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cache_quality.py"
@@ -12,12 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samplers"))
 
 @pytest.fixture(scope="module")
 def cq():
-    if not SCRIPT.is_file():
-        pytest.skip("benchmarks/ is not in this tree")
-    spec = importlib.util.spec_from_file_location("cache_quality", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("cache_quality.py")
 
 
 def test_stepped_equals_the_loop_with_the_hook_over_several_runs(cq):

@@ -1,11 +1,11 @@
 """benchmarks/quality.py: per-model steps (`NAME@STEPS`) and saved results compared across runs."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_helpers import load_script
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
@@ -17,10 +17,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 def quality():
     sys.path.insert(0, str(SCRIPT.parent))
     try:
-        spec = importlib.util.spec_from_file_location("quality_bench", SCRIPT)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
+        yield load_script("quality.py", "quality_bench")
     finally:
         sys.path.remove(str(SCRIPT.parent))
 

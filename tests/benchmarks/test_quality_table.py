@@ -1,9 +1,8 @@
 """benchmarks/quality_table.py: docs/quality.md's acceleration table is the one the JSON rows generate."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality_table.py"
 pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="benchmarks/ is not in this tree")
@@ -11,11 +10,7 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="benchmarks/ is not
 
 @pytest.fixture(scope="module")
 def qt():
-    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["quality_table"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("quality_table.py", register=True)
 
 
 def test_docs_table_agrees_with_the_rows(qt):

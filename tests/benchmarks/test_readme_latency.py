@@ -1,18 +1,12 @@
 """benchmarks/readme_latency.py: the README's latency table is exactly what the result rows give."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from script_helpers import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("readme_latency", ROOT / "benchmarks" / "readme_latency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("readme_latency.py")
 
 
 def test_the_readme_table_is_the_rows():
